@@ -1,0 +1,1 @@
+"""AgriMarket: list farm produce once, sell it on every Vietnamese marketplace."""

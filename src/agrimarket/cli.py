@@ -1,0 +1,151 @@
+"""The ``agrimarket`` command."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import getpass
+import json
+import sys
+from pathlib import Path
+
+from agrimarket.config import ConfigurationError, Settings, get_settings, new_fernet_key
+
+DEFAULT_OPENAPI_PATH = Path("openapi/openapi.json")
+
+
+def _serve(args: argparse.Namespace, settings: Settings) -> int:
+    import uvicorn
+
+    settings.check_secrets()  # fail before forking workers, with the clear message
+    uvicorn.run(
+        "agrimarket.app:create_app",
+        factory=True,
+        host=args.host or settings.host,
+        port=args.port or settings.port,
+        workers=args.workers,
+        proxy_headers=True,
+        log_config=None,
+    )
+    return 0
+
+
+def _db(args: argparse.Namespace, settings: Settings) -> int:
+    from agrimarket import migrate
+
+    if args.db_command == "upgrade":
+        migrate.upgrade(settings, args.revision)
+    elif args.db_command == "downgrade":
+        migrate.downgrade(settings, args.revision)
+    elif args.db_command == "head":
+        print(migrate.head_revision(settings))
+    return 0
+
+
+def openapi_document() -> str:
+    from agrimarket.app import create_app
+
+    # Throwaway secrets: the document depends on the routes only, never on keys or the environment.
+    settings = Settings(env="test", secret_key="openapi-only", encryption_keys=new_fernet_key())  # noqa: S106
+    schema = create_app(settings).openapi()
+    return json.dumps(schema, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+
+
+def _openapi(args: argparse.Namespace, _settings: Settings) -> int:
+    document = openapi_document()
+    if args.output == "-":
+        sys.stdout.write(document)
+    else:
+        path = Path(args.output)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(document, encoding="utf-8")
+        print(f"wrote {path}")
+    return 0
+
+
+def _create_user(args: argparse.Namespace, settings: Settings) -> int:
+    from agrimarket.accounts.repository import AccountRepository
+    from agrimarket.accounts.service import AccountService
+    from agrimarket.db import create_engine, make_sessionmaker, transaction
+    from agrimarket.models import OrganizationKind
+
+    password = args.password or getpass.getpass("Password (8 characters or more): ")
+
+    async def run() -> str:
+        engine = create_engine(settings)
+        try:
+            async with transaction(make_sessionmaker(engine)) as session:
+                user, organization = await AccountService(AccountRepository(session)).register(
+                    phone=args.phone,
+                    password=password,
+                    full_name=args.name,
+                    organization_name=args.organization,
+                    kind=OrganizationKind(args.kind),
+                )
+                return f"created {user.phone} as owner of {organization.name} ({organization.kind.value})"
+        finally:
+            await engine.dispose()
+
+    if len(password) < 8:
+        print("error: the password needs at least 8 characters", file=sys.stderr)
+        return 2
+    print(asyncio.run(run()))
+    return 0
+
+
+def _generate_keys(_args: argparse.Namespace, _settings: Settings) -> int:
+    import secrets
+
+    print(f"AGRIMARKET_SECRET_KEY={secrets.token_urlsafe(48)}")
+    print(f"AGRIMARKET_ENCRYPTION_KEYS={new_fernet_key()}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="agrimarket", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    serve = commands.add_parser("serve", help="run the HTTP server (and, by default, the worker inside it)")
+    serve.add_argument("--host")
+    serve.add_argument("--port", type=int)
+    serve.add_argument("--workers", type=int, default=1, help="server processes")
+    serve.set_defaults(handler=_serve)
+
+    db = commands.add_parser("db", help="database schema (Alembic)")
+    db_commands = db.add_subparsers(dest="db_command", required=True)
+    up = db_commands.add_parser("upgrade", help="migrate to the latest schema")
+    up.add_argument("revision", nargs="?", default="head")
+    down = db_commands.add_parser("downgrade", help="migrate down to a revision ('base' for empty)")
+    down.add_argument("revision")
+    db_commands.add_parser("head", help="print the latest migration's revision")
+    db.set_defaults(handler=_db)
+
+    openapi = commands.add_parser("openapi", help="write the OpenAPI document")
+    openapi.add_argument("--output", "-o", default=str(DEFAULT_OPENAPI_PATH), help="a path, or - for stdout")
+    openapi.set_defaults(handler=_openapi)
+
+    create_user = commands.add_parser("create-user", help="create a user and the organization they own")
+    create_user.add_argument("--phone", required=True)
+    create_user.add_argument("--name", required=True)
+    create_user.add_argument("--organization", required=True)
+    create_user.add_argument("--kind", choices=["household", "cooperative"], default="household")
+    create_user.add_argument("--password", help="omit to be asked without echo")
+    create_user.set_defaults(handler=_create_user)
+
+    keys = commands.add_parser("generate-keys", help="print fresh production secrets")
+    keys.set_defaults(handler=_generate_keys)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        result: int = args.handler(args, get_settings())
+    except ConfigurationError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return result
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

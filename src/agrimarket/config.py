@@ -1,0 +1,139 @@
+"""Settings: one class, read from the environment (prefix ``AGRIMARKET_``)."""
+
+from __future__ import annotations
+
+import base64
+import json
+import secrets
+from enum import StrEnum
+from functools import lru_cache
+from pathlib import Path
+from typing import Annotated, Any
+
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+
+class Environment(StrEnum):
+    development = "development"
+    test = "test"
+    production = "production"
+
+
+class ConfigurationError(RuntimeError):
+    """The service cannot start with the settings it was given."""
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="AGRIMARKET_", extra="ignore")
+
+    env: Environment = Environment.development
+    data_dir: Path = Path("./data")
+    database_url: str = ""
+    secret_key: SecretStr | None = None
+    # Fernet keys (url-safe base64, 32 bytes), newest first; older keys still decrypt (rotation).
+    encryption_keys: Annotated[list[SecretStr], NoDecode] = Field(default_factory=list)
+    host: str = "127.0.0.1"
+    port: int = 8000
+    # Unset: migrate at start-up on SQLite (the embedded default), not on PostgreSQL (run `agrimarket db upgrade`).
+    auto_migrate: bool | None = None
+    run_worker_in_process: bool = True
+    log_level: str = "INFO"
+    log_json: bool | None = None
+    session_cookie_name: str = "agrimarket_session"
+    session_ttl_hours: int = 24 * 30
+    cookie_secure: bool | None = None
+    sqlite_busy_timeout_ms: int = 15_000
+    db_pool_size: int = 10
+    migrations_dir: Path | None = None
+
+    @field_validator("encryption_keys", mode="before")
+    @classmethod
+    def _split_keys(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @model_validator(mode="after")
+    def _derive_defaults(self) -> Settings:
+        if not self.database_url:
+            self.database_url = f"sqlite+aiosqlite:///{(self.data_dir / 'agrimarket.db').as_posix()}"
+        return self
+
+    @property
+    def is_development(self) -> bool:
+        return self.env is not Environment.production
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+    @property
+    def should_auto_migrate(self) -> bool:
+        return self.auto_migrate if self.auto_migrate is not None else self.is_sqlite
+
+    @property
+    def json_logs(self) -> bool:
+        return self.log_json if self.log_json is not None else not self.is_development
+
+    @property
+    def secure_cookies(self) -> bool:
+        return self.cookie_secure if self.cookie_secure is not None else not self.is_development
+
+    def resolve_migrations_dir(self) -> Path:
+        candidates = [
+            self.migrations_dir,
+            Path(__file__).resolve().parents[2] / "migrations",
+            Path.cwd() / "migrations",
+        ]
+        for candidate in candidates:
+            if candidate is not None and (candidate / "env.py").is_file():
+                return candidate
+        raise ConfigurationError(
+            "Cannot find the migrations folder; set AGRIMARKET_MIGRATIONS_DIR to the folder holding env.py."
+        )
+
+    def check_secrets(self) -> None:
+        """Fill development secrets from the data dir; refuse to start production without real ones."""
+        if self.secret_key is not None and self.encryption_keys:
+            return
+        if not self.is_development:
+            missing = [
+                name
+                for name, present in (
+                    ("AGRIMARKET_SECRET_KEY", self.secret_key is not None),
+                    ("AGRIMARKET_ENCRYPTION_KEYS", bool(self.encryption_keys)),
+                )
+                if not present
+            ]
+            raise ConfigurationError(
+                f"Missing required secret(s) in production: {', '.join(missing)}. "
+                "Generate them with `agrimarket generate-keys` and set them in the environment."
+            )
+        dev = _load_dev_secrets(self.data_dir)
+        if self.secret_key is None:
+            self.secret_key = SecretStr(dev["secret_key"])
+        if not self.encryption_keys:
+            self.encryption_keys = [SecretStr(dev["encryption_key"])]
+
+
+def new_fernet_key() -> str:
+    return base64.urlsafe_b64encode(secrets.token_bytes(32)).decode()
+
+
+def _load_dev_secrets(data_dir: Path) -> dict[str, str]:
+    """Development keys live in the data dir, made once, so a restart can still decrypt what it stored."""
+    path = data_dir / "dev-secrets.json"
+    if path.is_file():
+        loaded: dict[str, str] = json.loads(path.read_text())
+        return loaded
+    data_dir.mkdir(parents=True, exist_ok=True)
+    values = {"secret_key": secrets.token_urlsafe(48), "encryption_key": new_fernet_key()}
+    path.write_text(json.dumps(values))
+    path.chmod(0o600)
+    return values
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,85 @@
+"""Request dependencies: the transaction, the caller, and the services built on them."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Annotated
+
+from fastapi import Depends, Request
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from agrimarket.accounts.repository import AccountRepository
+from agrimarket.accounts.service import AccountService, Principal
+from agrimarket.config import Settings
+from agrimarket.errors import Forbidden, NotAuthenticated
+from agrimarket.observability import bind_log_context
+
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+def get_settings_dep(request: Request) -> Settings:
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
+    """One transaction per request: committed when the endpoint returns, rolled back when it raises.
+
+    Reads begin deferred on SQLite; writes take the write lock up front (``BEGIN IMMEDIATE``).
+    """
+    state = request.app.state
+    maker = state.read_sessionmaker if request.method in SAFE_METHODS else state.sessionmaker
+    async with maker() as session:
+        try:
+            yield session
+            await session.commit()
+        except BaseException:
+            await session.rollback()
+            raise
+
+
+SessionDep = Annotated[AsyncSession, Depends(get_session)]
+SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
+
+
+def get_account_service(session: SessionDep) -> AccountService:
+    return AccountService(AccountRepository(session))
+
+
+AccountServiceDep = Annotated[AccountService, Depends(get_account_service)]
+
+
+def _bearer(request: Request) -> str | None:
+    header = request.headers.get("authorization", "")
+    scheme, _, value = header.partition(" ")
+    return value.strip() if scheme.lower() == "bearer" and value.strip() else None
+
+
+async def get_optional_principal(
+    request: Request, accounts: AccountServiceDep, settings: SettingsDep
+) -> Principal | None:
+    principal: Principal | None = None
+    if (token := _bearer(request)) is not None:
+        principal = await accounts.principal_from_api_token(token)
+        if principal is None:
+            raise NotAuthenticated("The API token is unknown, revoked or expired.")
+    elif (cookie := request.cookies.get(settings.session_cookie_name)) is not None:
+        principal = await accounts.principal_from_session(cookie)
+        if principal is not None and request.method not in SAFE_METHODS:
+            # A cookie rides along on cross-site requests; a browser says where a request came from.
+            site = request.headers.get("sec-fetch-site")
+            if site is not None and site not in {"same-origin", "none"}:
+                raise Forbidden("Cross-site request refused.")
+    if principal is not None:
+        request.state.user_id = principal.user.id
+        bind_log_context(user_id=str(principal.user.id))
+    return principal
+
+
+async def get_principal(principal: Annotated[Principal | None, Depends(get_optional_principal)]) -> Principal:
+    if principal is None:
+        raise NotAuthenticated("Log in first, or send an API token as `Authorization: Bearer <token>`.")
+    return principal
+
+
+PrincipalDep = Annotated[Principal, Depends(get_principal)]

@@ -1,0 +1,127 @@
+from __future__ import annotations
+
+import httpx
+import pytest
+
+from tests.factories import PASSWORD, SESSION_COOKIE, register
+
+
+async def test_register_normalises_the_phone_and_makes_the_user_owner(client: httpx.AsyncClient) -> None:
+    response = await client.post(
+        "/api/v1/auth/register",
+        json={
+            "phone": "0987 654 321",
+            "password": PASSWORD,
+            "full_name": "Tra\u0302\u0300n Thi\u0323 Bi\u0300nh",  # decomposed (NFD) input
+            "organization_name": "Hộ Trần Thị Bình",
+        },
+    )
+    assert response.status_code == 201, response.text
+    body = response.json()
+    assert body["user"]["phone"] == "+84987654321"
+    assert body["user"]["full_name"] == "Trần Thị Bình"
+    assert body["organizations"][0]["role"] == "owner"
+    assert body["organizations"][0]["kind"] == "household"
+    cookie = response.headers["set-cookie"]
+    assert "HttpOnly" in cookie
+    assert "samesite=lax" in cookie.lower()
+
+
+@pytest.mark.parametrize("phone", ["0283 823 4567", "12345", "+1 202 555 0143", "không có số"])
+async def test_register_refuses_anything_but_a_vietnamese_mobile(client: httpx.AsyncClient, phone: str) -> None:
+    response = await client.post(
+        "/api/v1/auth/register",
+        json={"phone": phone, "password": PASSWORD, "full_name": "An", "organization_name": "Hộ An"},
+    )
+    assert response.status_code == 422
+    assert response.json()["field"] == "phone"
+    assert "Vietnamese mobile number" in response.json()["message"]
+
+
+async def test_register_twice_with_one_phone_is_a_conflict(client: httpx.AsyncClient) -> None:
+    account = await register(client)
+    response = await client.post(
+        "/api/v1/auth/register",
+        json={"phone": account.phone, "password": PASSWORD, "full_name": "B", "organization_name": "Hộ B"},
+    )
+    assert response.status_code == 409
+    assert response.json()["field"] == "phone"
+
+
+async def test_short_password_is_refused_naming_the_field(client: httpx.AsyncClient) -> None:
+    response = await client.post(
+        "/api/v1/auth/register",
+        json={"phone": "0912000001", "password": "short", "full_name": "An", "organization_name": "Hộ An"},
+    )
+    assert response.status_code == 422
+    assert response.json()["field"] == "password"
+
+
+async def test_login_with_any_spelling_of_the_phone_and_read_me(client: httpx.AsyncClient) -> None:
+    account = await register(client)
+    international = "+84 " + account.phone[1:]
+    response = await client.post("/api/v1/auth/login", json={"phone": international, "password": PASSWORD})
+    assert response.status_code == 200, response.text
+    token = response.cookies[SESSION_COOKIE]
+    client.cookies.clear()
+    me = await client.get("/api/v1/me", headers={"Cookie": f"{SESSION_COOKIE}={token}"})
+    assert me.status_code == 200
+    assert me.json()["user"]["id"] == account.user_id
+
+
+async def test_wrong_password_and_unknown_phone_get_the_same_answer(client: httpx.AsyncClient) -> None:
+    account = await register(client)
+    wrong = await client.post("/api/v1/auth/login", json={"phone": account.phone, "password": "sai-mat-khau"})
+    unknown = await client.post("/api/v1/auth/login", json={"phone": "0919999999", "password": PASSWORD})
+    assert wrong.status_code == unknown.status_code == 401
+    assert wrong.json() == unknown.json()
+
+
+async def test_logout_ends_the_session(client: httpx.AsyncClient) -> None:
+    account = await register(client)
+    assert (await client.post("/api/v1/auth/logout", headers=account.headers)).status_code == 204
+    client.cookies.clear()
+    assert (await client.get("/api/v1/me", headers=account.headers)).status_code == 401
+
+
+async def test_api_token_is_shown_once_stored_hashed_and_revocable(client: httpx.AsyncClient) -> None:
+    account = await register(client)
+    created = await client.post(
+        "/api/v1/tokens",
+        json={"name": "Sổ sách", "organization_id": account.organization_id},
+        headers=account.headers,
+    )
+    assert created.status_code == 201, created.text
+    secret = created.json()["token"]
+    bearer = {"Authorization": f"Bearer {secret}"}
+    assert (await client.get("/api/v1/me", headers=bearer)).status_code == 200
+    listed = await client.get("/api/v1/tokens", headers=account.headers)
+    assert secret not in listed.text
+    assert listed.json()[0]["prefix"] == secret[:10]
+    token_id = created.json()["id"]
+    assert (await client.delete(f"/api/v1/tokens/{token_id}", headers=account.headers)).status_code == 204
+    assert (await client.get("/api/v1/me", headers=bearer)).status_code == 401
+
+
+async def test_api_token_cannot_mint_more_tokens(client: httpx.AsyncClient) -> None:
+    account = await register(client)
+    created = await client.post(
+        "/api/v1/tokens",
+        json={"name": "ERP", "organization_id": account.organization_id},
+        headers=account.headers,
+    )
+    bearer = {"Authorization": f"Bearer {created.json()['token']}"}
+    again = await client.post(
+        "/api/v1/tokens", json={"name": "more", "organization_id": account.organization_id}, headers=bearer
+    )
+    assert again.status_code == 403
+
+
+async def test_cross_site_write_with_a_session_cookie_is_refused(client: httpx.AsyncClient) -> None:
+    account = await register(client)
+    response = await client.post(
+        "/api/v1/organizations",
+        json={"name": "HTX mới", "kind": "cooperative"},
+        headers={**account.headers, "Sec-Fetch-Site": "cross-site"},
+    )
+    assert response.status_code == 403
