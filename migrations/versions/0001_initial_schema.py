@@ -2,7 +2,6 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-26 20:21:38.784643
 """
 
 from collections.abc import Sequence
@@ -238,13 +237,7 @@ def upgrade() -> None:
         sa.Column(
             "role",
             sa.Enum(
-                "owner",
-                "admin",
-                "member",
-                name="membership_role",
-                native_enum=False,
-                create_constraint=True,
-                length=14,
+                "owner", "admin", "member", name="membership_role", native_enum=False, create_constraint=True, length=14
             ),
             nullable=False,
         ),
@@ -293,14 +286,7 @@ def upgrade() -> None:
         ),
         sa.Column(
             "status",
-            sa.Enum(
-                "active",
-                "archived",
-                name="product_status",
-                native_enum=False,
-                create_constraint=True,
-                length=16,
-            ),
+            sa.Enum("active", "archived", name="product_status", native_enum=False, create_constraint=True, length=16),
             nullable=False,
         ),
         sa.Column("harvest_date", sa.Date(), nullable=True),
@@ -366,10 +352,7 @@ def upgrade() -> None:
         sa.Column("updated_at", agrimarket.models.base.UTCDateTime(timezone=True), nullable=False),
         sa.CheckConstraint("stars IS NULL OR (stars BETWEEN 1 AND 5)", name=op.f("ck_certifications_stars_range")),
         sa.ForeignKeyConstraint(
-            ["product_id"],
-            ["products.id"],
-            name=op.f("fk_certifications_product_id_products"),
-            ondelete="CASCADE",
+            ["product_id"], ["products.id"], name=op.f("fk_certifications_product_id_products"), ondelete="CASCADE"
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_certifications")),
     )
@@ -606,16 +589,10 @@ def upgrade() -> None:
             ondelete="CASCADE",
         ),
         sa.ForeignKeyConstraint(
-            ["product_id"],
-            ["products.id"],
-            name=op.f("fk_media_assets_product_id_products"),
-            ondelete="CASCADE",
+            ["product_id"], ["products.id"], name=op.f("fk_media_assets_product_id_products"), ondelete="CASCADE"
         ),
         sa.ForeignKeyConstraint(
-            ["variant_id"],
-            ["variants.id"],
-            name=op.f("fk_media_assets_variant_id_variants"),
-            ondelete="CASCADE",
+            ["variant_id"], ["variants.id"], name=op.f("fk_media_assets_variant_id_variants"), ondelete="CASCADE"
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_media_assets")),
     )
@@ -640,10 +617,7 @@ def upgrade() -> None:
             ["order_id"], ["orders.id"], name=op.f("fk_order_lines_order_id_orders"), ondelete="CASCADE"
         ),
         sa.ForeignKeyConstraint(
-            ["variant_id"],
-            ["variants.id"],
-            name=op.f("fk_order_lines_variant_id_variants"),
-            ondelete="SET NULL",
+            ["variant_id"], ["variants.id"], name=op.f("fk_order_lines_variant_id_variants"), ondelete="SET NULL"
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_order_lines")),
     )
@@ -667,10 +641,7 @@ def upgrade() -> None:
             ondelete="RESTRICT",
         ),
         sa.ForeignKeyConstraint(
-            ["variant_id"],
-            ["variants.id"],
-            name=op.f("fk_stock_levels_variant_id_variants"),
-            ondelete="CASCADE",
+            ["variant_id"], ["variants.id"], name=op.f("fk_stock_levels_variant_id_variants"), ondelete="CASCADE"
         ),
         sa.PrimaryKeyConstraint("variant_id", name=op.f("pk_stock_levels")),
     )
@@ -709,10 +680,7 @@ def upgrade() -> None:
         sa.Column("created_at", agrimarket.models.base.UTCDateTime(timezone=True), nullable=False),
         sa.Column("id", sa.Uuid(), nullable=False),
         sa.ForeignKeyConstraint(
-            ["actor_user_id"],
-            ["users.id"],
-            name=op.f("fk_stock_movements_actor_user_id_users"),
-            ondelete="SET NULL",
+            ["actor_user_id"], ["users.id"], name=op.f("fk_stock_movements_actor_user_id_users"), ondelete="SET NULL"
         ),
         sa.ForeignKeyConstraint(
             ["organization_id"],
@@ -721,10 +689,7 @@ def upgrade() -> None:
             ondelete="RESTRICT",
         ),
         sa.ForeignKeyConstraint(
-            ["variant_id"],
-            ["variants.id"],
-            name=op.f("fk_stock_movements_variant_id_variants"),
-            ondelete="CASCADE",
+            ["variant_id"], ["variants.id"], name=op.f("fk_stock_movements_variant_id_variants"), ondelete="CASCADE"
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_stock_movements")),
         sa.UniqueConstraint("reference", name=op.f("uq_stock_movements_reference")),
@@ -746,10 +711,7 @@ def upgrade() -> None:
         sa.Column("created_at", agrimarket.models.base.UTCDateTime(timezone=True), nullable=False),
         sa.Column("id", sa.Uuid(), nullable=False),
         sa.ForeignKeyConstraint(
-            ["asset_id"],
-            ["media_assets.id"],
-            name=op.f("fk_renditions_asset_id_media_assets"),
-            ondelete="CASCADE",
+            ["asset_id"], ["media_assets.id"], name=op.f("fk_renditions_asset_id_media_assets"), ondelete="CASCADE"
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_renditions")),
         sa.UniqueConstraint("asset_id", "purpose", name=op.f("uq_renditions_asset_id_purpose")),
