@@ -6,6 +6,8 @@ made with `alembic revision --autogenerate`. Run: `.venv/bin/python scripts/rege
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import tempfile
 from pathlib import Path
 
@@ -28,6 +30,7 @@ def main() -> None:
     # A stable file: no creation stamp, so regenerating an unchanged schema leaves git clean.
     text = "\n".join(line for line in text.splitlines() if not line.startswith("Create Date:")) + "\n"
     path.write_text(text)
+    subprocess.run([Path(sys.executable).parent / "ruff", "format", "--quiet", str(path)], check=True)
     print(f"wrote {path}")
 
 
