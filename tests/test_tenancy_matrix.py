@@ -1,0 +1,329 @@
+"""Tenancy: every API endpoint × every kind of caller × own and foreign objects.
+
+The world: a cooperative C with an owner, an admin and a plain member; a household H1 that is a member of C; an
+independent household H2; and a foreign cooperative F nobody here belongs to. Callers are the people above, plus
+API tokens. For each endpoint a case makes a fresh target object in a target organization, then every caller
+calls it. Expected: 404 when the caller cannot reach the target's organization (a foreign object looks exactly
+like a missing one), 403 when they can but their role is too low, and the endpoint's success status otherwise.
+Every successful answer is also searched for the ids of organizations the caller cannot reach.
+
+A test at the end fails when an authenticated ``/api/v1`` route has no case here: a new endpoint cannot skip this.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+import httpx
+import pytest
+from fastapi import FastAPI
+from fastapi.routing import APIRoute
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from agrimarket.accounts.repository import AccountRepository
+from agrimarket.accounts.service import AccountService
+from agrimarket.db import make_sessionmaker, transaction
+from agrimarket.kit.crypto import new_token, token_hash
+from agrimarket.kit.phone import normalize_vn_mobile
+from agrimarket.models import ApiToken, Membership, OrganizationKind, Role, User, utcnow
+from tests.conftest import _wipe
+from tests.factories import PASSWORD, SESSION_COOKIE, new_phone
+
+RANK = {Role.member: 1, Role.admin: 2, Role.owner: 3}
+TARGETS = ("C", "H1", "H2", "F")
+
+
+@dataclass
+class Caller:
+    name: str
+    user_id: uuid.UUID
+    headers: dict[str, str]
+    roles: dict[str, Role]  # target name → role the caller holds there (absent: out of reach)
+    is_token: bool = False
+    # Organizations the caller may know the id of without reaching them: a household knows its cooperative,
+    # a cooperative's people see its member households listed.
+    knows: tuple[str, ...] = ()
+
+
+@dataclass
+class World:
+    org_ids: dict[str, uuid.UUID]
+    owner_of: dict[str, Caller]  # target name → a caller (or stranger) owning it, to make objects with
+    callers: list[Caller]
+    spare_phones: list[str]
+    _next_spare: int = 0
+
+    def unreachable_ids(self, caller: Caller) -> list[str]:
+        return [str(self.org_ids[t]) for t in TARGETS if t not in caller.roles and t not in caller.knows]
+
+    def spare_phone(self) -> str:
+        """A registered person who belongs nowhere yet (fresh for every call)."""
+        self._next_spare += 1
+        return self.spare_phones[self._next_spare % len(self.spare_phones)]
+
+
+@dataclass
+class Target:
+    """What a case made in one organization: the path parameters, the body, and whose object it is."""
+
+    params: dict[str, str]
+    body: Any = None
+    owner_user_id: uuid.UUID | None = None  # set for per-user objects (API tokens): only their owner may touch
+
+
+Make = Callable[[httpx.AsyncClient, World, str], Awaitable[Target]]
+
+
+@dataclass(frozen=True)
+class Case:
+    method: str
+    path: str
+    ok: int
+    role: Role | None = Role.member  # least role in the target organization; None: any logged-in caller
+    make: Make | None = None
+    kinds: frozenset[OrganizationKind] = frozenset(OrganizationKind)
+    browser_only: bool = False
+    notes: str = field(default="", compare=False)
+
+    @property
+    def id(self) -> str:
+        return f"{self.method} {self.path}"
+
+
+# -- makers: each makes a fresh object in the target organization, as that organization's owner -------------
+
+
+async def org_only(_client: httpx.AsyncClient, world: World, target: str) -> Target:
+    return Target(params={"organization_id": str(world.org_ids[target])})
+
+
+def with_body(body: Callable[[World, str], Any]) -> Make:
+    async def make(_client: httpx.AsyncClient, world: World, target: str) -> Target:
+        return Target(params={"organization_id": str(world.org_ids[target])}, body=body(world, target))
+
+    return make
+
+
+async def a_membership(client: httpx.AsyncClient, world: World, target: str) -> Target:
+    phone = world.spare_phone()
+    response = await client.post(
+        f"/api/v1/organizations/{world.org_ids[target]}/memberships",
+        json={"phone": phone, "role": "member"},
+        headers=world.owner_of[target].headers,
+    )
+    assert response.status_code == 201, response.text
+    return Target(params={"membership_id": response.json()["id"]}, body={"role": "member"})
+
+
+async def an_api_token(client: httpx.AsyncClient, world: World, target: str) -> Target:
+    owner = world.owner_of[target]
+    response = await client.post(
+        "/api/v1/tokens",
+        json={"name": "tích hợp", "organization_id": str(world.org_ids[target])},
+        headers=owner.headers,
+    )
+    assert response.status_code == 201, response.text
+    return Target(params={"token_id": response.json()["id"]}, owner_user_id=owner.user_id)
+
+
+CASES: list[Case] = [
+    Case("GET", "/api/v1/me", 200, role=None),
+    Case("GET", "/api/v1/organizations", 200, role=None),
+    Case(
+        "POST",
+        "/api/v1/organizations",
+        201,
+        role=None,
+        browser_only=True,
+        make=with_body(lambda _w, _t: {"name": "HTX mới", "kind": "cooperative"}),
+    ),
+    Case("GET", "/api/v1/organizations/{organization_id}", 200, make=org_only),
+    Case(
+        "PATCH",
+        "/api/v1/organizations/{organization_id}",
+        200,
+        role=Role.admin,
+        make=with_body(lambda _w, _t: {"province": "Bình Phước"}),
+    ),
+    Case("GET", "/api/v1/organizations/{organization_id}/members", 200, make=org_only),
+    Case(
+        "POST",
+        "/api/v1/organizations/{organization_id}/members",
+        201,
+        role=Role.admin,
+        kinds=frozenset({OrganizationKind.cooperative}),
+        make=with_body(lambda _w, _t: {"name": "Hộ Lê Văn Tám", "member_code": f"TV-{uuid.uuid4().hex[:6]}"}),
+    ),
+    Case("GET", "/api/v1/organizations/{organization_id}/memberships", 200, make=org_only),
+    Case(
+        "POST",
+        "/api/v1/organizations/{organization_id}/memberships",
+        201,
+        role=Role.admin,
+        make=with_body(lambda w, _t: {"phone": w.spare_phone(), "role": "member"}),
+    ),
+    Case("PATCH", "/api/v1/memberships/{membership_id}", 200, role=Role.admin, make=a_membership),
+    Case("DELETE", "/api/v1/memberships/{membership_id}", 204, role=Role.admin, make=a_membership),
+    Case("GET", "/api/v1/tokens", 200, role=None),
+    Case(
+        "POST",
+        "/api/v1/tokens",
+        201,
+        role=Role.admin,
+        browser_only=True,
+        make=with_body(lambda w, t: {"name": "ERP", "organization_id": str(w.org_ids[t])}),
+    ),
+    Case("DELETE", "/api/v1/tokens/{token_id}", 204, role=None, make=an_api_token),
+]
+
+# Routes anyone may call, logged in or not.
+PUBLIC_ROUTES = {"POST /api/v1/auth/register", "POST /api/v1/auth/login", "POST /api/v1/auth/logout"}
+
+
+# -- the world ------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+async def world(engine: AsyncEngine) -> AsyncIterator[World]:
+    """Committed once for the module (each case runs in its own rolled-back transaction on top of it)."""
+    maker = make_sessionmaker(engine)
+    async with transaction(maker) as session:
+        accounts = AccountService(AccountRepository(session))
+
+        async def person(name: str, org_name: str, kind: OrganizationKind) -> tuple[uuid.UUID, uuid.UUID, str]:
+            user, org = await accounts.register(
+                phone=new_phone(), password=PASSWORD, full_name=name, organization_name=org_name, kind=kind
+            )
+            cookie = await accounts.start_session(user, timedelta(hours=1), "pytest")
+            return user.id, org.id, cookie
+
+        coop_owner, coop_id, coop_owner_cookie = await person(
+            "Chủ nhiệm HTX", "HTX Điều Bình Phước", OrganizationKind.cooperative
+        )
+        h1_owner, h1_id, h1_cookie = await person("Chủ hộ Một", "Hộ Một", OrganizationKind.household)
+        h2_owner, h2_id, h2_cookie = await person("Chủ hộ Hai", "Hộ Hai", OrganizationKind.household)
+        stranger, foreign_id, stranger_cookie = await person("Người lạ", "HTX Xa Lạ", OrganizationKind.cooperative)
+        coop_admin = await accounts.create_user(phone=new_phone(), password=PASSWORD, full_name="Phó HTX")
+        coop_member = await accounts.create_user(phone=new_phone(), password=PASSWORD, full_name="Xã viên")
+        # Spare people to add as members; one password hash shared, since Argon2 is slow on purpose.
+        spares = [
+            User(
+                phone=normalize_vn_mobile(new_phone()),
+                full_name=f"Dự phòng {i}",
+                password_hash=coop_admin.password_hash,
+            )
+            for i in range(64)
+        ]
+        session.add_all(spares)
+        session.add_all(
+            [
+                Membership(user_id=coop_admin.id, organization_id=coop_id, role=Role.admin),
+                Membership(user_id=coop_member.id, organization_id=coop_id, role=Role.member),
+            ]
+        )
+        h1 = await accounts.repo.organization(h1_id)
+        assert h1 is not None
+        h1.cooperative_id = coop_id
+        admin_cookie = await accounts.start_session(coop_admin, timedelta(hours=1), "pytest")
+        member_cookie = await accounts.start_session(coop_member, timedelta(hours=1), "pytest")
+
+        def token_for(user_id: uuid.UUID, org_id: uuid.UUID) -> str:
+            secret = new_token("agm")
+            session.add(
+                ApiToken(
+                    token_hash=token_hash(secret),
+                    prefix=secret[:10],
+                    name="matrix",
+                    user_id=user_id,
+                    organization_id=org_id,
+                    created_at=utcnow(),
+                )
+            )
+            return secret
+
+        coop_token = token_for(coop_owner, coop_id)
+        h1_token = token_for(h1_owner, h1_id)
+
+    def cookie(value: str) -> dict[str, str]:
+        return {"Cookie": f"{SESSION_COOKIE}={value}"}
+
+    def bearer(value: str) -> dict[str, str]:
+        return {"Authorization": f"Bearer {value}"}
+
+    owner, admin, member = Role.owner, Role.admin, Role.member
+    callers = [
+        Caller("coop owner", coop_owner, cookie(coop_owner_cookie), {"C": owner, "H1": admin}),
+        Caller("coop admin", coop_admin.id, cookie(admin_cookie), {"C": admin, "H1": admin}),
+        Caller("coop member", coop_member.id, cookie(member_cookie), {"C": member}, knows=("H1",)),
+        Caller("household owner", h1_owner, cookie(h1_cookie), {"H1": owner}, knows=("C",)),
+        Caller("outsider", h2_owner, cookie(h2_cookie), {"H2": owner}),
+        Caller("coop owner's token", coop_owner, bearer(coop_token), {"C": owner, "H1": admin}, is_token=True),
+        Caller("household token", h1_owner, bearer(h1_token), {"H1": owner}, is_token=True, knows=("C",)),
+    ]
+    stranger_caller = Caller("stranger", stranger, cookie(stranger_cookie), {"F": owner})
+    world = World(
+        org_ids={"C": coop_id, "H1": h1_id, "H2": h2_id, "F": foreign_id},
+        owner_of={"C": callers[0], "H1": callers[3], "H2": callers[4], "F": stranger_caller},
+        callers=callers,
+        spare_phones=[s.phone for s in spares],
+    )
+    yield world
+    await _wipe(engine)
+
+
+def _kind(target: str) -> OrganizationKind:
+    return OrganizationKind.cooperative if target in ("C", "F") else OrganizationKind.household
+
+
+def expected_status(case: Case, caller: Caller, target: Target | None, target_name: str | None) -> int:
+    if case.browser_only and caller.is_token:
+        return 403
+    if target is not None and target.owner_user_id is not None:
+        return case.ok if caller.user_id == target.owner_user_id else 404
+    if case.role is None or target_name is None:
+        return case.ok
+    held = caller.roles.get(target_name)
+    if held is None:
+        return 404
+    return case.ok if RANK[held] >= RANK[case.role] else 403
+
+
+@pytest.mark.parametrize("case", CASES, ids=lambda c: c.id)
+async def test_every_caller_gets_exactly_their_due(case: Case, world: World, client: httpx.AsyncClient) -> None:
+    mismatches: list[str] = []
+    targets = [t for t in TARGETS if _kind(t) in case.kinds] if case.make is not None else [None]
+    for caller in world.callers:
+        for target_name in targets:
+            target = await case.make(client, world, target_name) if case.make and target_name else None
+            path = case.path.format(**(target.params if target else {}))
+            kwargs: dict[str, Any] = {"headers": caller.headers}
+            if target is not None and target.body is not None:
+                kwargs["json"] = target.body
+            response = await client.request(case.method, path, **kwargs)
+            client.cookies.clear()
+            want = expected_status(case, caller, target, target_name)
+            if response.status_code != want:
+                mismatches.append(
+                    f"{caller.name} → {target_name}: got {response.status_code}, want {want}: {response.text[:200]}"
+                )
+            elif response.status_code < 300:
+                leaked = [i for i in world.unreachable_ids(caller) if i in response.text]
+                if leaked and case.method == "GET":
+                    mismatches.append(f"{caller.name} → {target_name}: answer names unreachable organizations {leaked}")
+    assert not mismatches, f"{case.id}:\n" + "\n".join(mismatches)
+
+
+def test_every_authenticated_route_has_a_matrix_case(app: FastAPI) -> None:
+    routes = {
+        f"{method} {route.path}"
+        for route in app.routes
+        if isinstance(route, APIRoute) and route.path.startswith("/api/v1")
+        for method in route.methods
+    }
+    covered = {case.id for case in CASES}
+    missing = sorted(routes - covered - PUBLIC_ROUTES)
+    assert not missing, "API routes without a tenancy case: " + ", ".join(missing)
