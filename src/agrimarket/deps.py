@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from agrimarket.accounts.repository import AccountRepository
 from agrimarket.accounts.service import AccountService, Principal
 from agrimarket.config import Settings
+from agrimarket.db import transaction
 from agrimarket.errors import Forbidden, NotAuthenticated
 from agrimarket.observability import bind_log_context
 
@@ -63,6 +64,10 @@ async def get_optional_principal(
         principal = await accounts.principal_from_api_token(token)
         if principal is None:
             raise NotAuthenticated("The API token is unknown, revoked or expired.")
+        if principal.token_needs_touch and principal.api_token_id is not None:
+            # Its own short write transaction: a read request's transaction must stay read-only on SQLite.
+            async with transaction(request.app.state.sessionmaker) as write_session:
+                await AccountService(AccountRepository(write_session)).touch_api_token(principal.api_token_id)
     elif (cookie := request.cookies.get(settings.session_cookie_name)) is not None:
         principal = await accounts.principal_from_session(cookie)
         if principal is not None and request.method not in SAFE_METHODS:

@@ -125,3 +125,14 @@ async def test_cross_site_write_with_a_session_cookie_is_refused(client: httpx.A
         headers={**account.headers, "Sec-Fetch-Site": "cross-site"},
     )
     assert response.status_code == 403
+
+
+async def test_a_read_with_an_api_token_records_when_it_was_last_used(client: httpx.AsyncClient) -> None:
+    account = await register(client)
+    created = await client.post(
+        "/api/v1/tokens", json={"name": "ERP", "organization_id": account.organization_id}, headers=account.headers
+    )
+    assert created.json()["last_used_at"] is None
+    assert (await client.get("/api/v1/me", headers={"Authorization": f"Bearer {created.json()['token']}"})).is_success
+    listed = await client.get("/api/v1/tokens", headers=account.headers)
+    assert listed.json()[0]["last_used_at"] is not None

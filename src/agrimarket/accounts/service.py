@@ -23,6 +23,9 @@ from agrimarket.models import (
     utcnow,
 )
 
+# ``last_used_at`` is a hint for people reviewing their tokens; writing it on every call would be a write per read.
+TOKEN_TOUCH_INTERVAL = timedelta(minutes=5)
+
 
 @dataclass(frozen=True)
 class Principal:
@@ -31,6 +34,7 @@ class Principal:
     user: User
     access: Access
     api_token_id: uuid.UUID | None = None
+    token_needs_touch: bool = False
 
 
 class AccountService:
@@ -133,9 +137,11 @@ class AccountService:
         access = await self.access_for(user.id, limit_to=api_token.organization_id)
         if not access.can_reach(api_token.organization_id):
             return None  # the user has since lost access to the token's organization
-        if api_token.last_used_at is None or now - api_token.last_used_at > timedelta(minutes=5):
-            await self.repo.touch_api_token(api_token.id, now)
-        return Principal(user=user, access=access, api_token_id=api_token.id)
+        stale = api_token.last_used_at is None or now - api_token.last_used_at > TOKEN_TOUCH_INTERVAL
+        return Principal(user=user, access=access, api_token_id=api_token.id, token_needs_touch=stale)
+
+    async def touch_api_token(self, token_id: uuid.UUID) -> None:
+        await self.repo.touch_api_token(token_id, utcnow())
 
     # -- organizations and memberships ------------------------------------------------------------------------
 
