@@ -1,0 +1,95 @@
+"""All photo queries. Every read of an asset is scoped to its organization."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+
+from sqlalchemy import delete, func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from agrimarket.models import MediaAsset, Product, Rendition, Variant
+
+
+class MediaRepository:
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    async def product_exists(self, organization_id: uuid.UUID, product_id: uuid.UUID) -> bool:
+        result = await self.session.execute(
+            select(Product.id).where(Product.id == product_id, Product.organization_id == organization_id)
+        )
+        return result.first() is not None
+
+    async def variant_exists(self, organization_id: uuid.UUID, product_id: uuid.UUID, variant_id: uuid.UUID) -> bool:
+        result = await self.session.execute(
+            select(Variant.id).where(
+                Variant.id == variant_id,
+                Variant.product_id == product_id,
+                Variant.organization_id == organization_id,
+            )
+        )
+        return result.first() is not None
+
+    async def asset(self, organization_id: uuid.UUID, asset_id: uuid.UUID) -> MediaAsset | None:
+        result = await self.session.execute(
+            select(MediaAsset).where(MediaAsset.id == asset_id, MediaAsset.organization_id == organization_id)
+        )
+        return result.scalar_one_or_none()
+
+    async def product_assets(self, organization_id: uuid.UUID, product_id: uuid.UUID) -> list[MediaAsset]:
+        result = await self.session.execute(
+            select(MediaAsset)
+            .where(MediaAsset.organization_id == organization_id, MediaAsset.product_id == product_id)
+            .order_by(MediaAsset.position, MediaAsset.created_at, MediaAsset.id)
+        )
+        return list(result.scalars())
+
+    async def same_photo(
+        self,
+        organization_id: uuid.UUID,
+        product_id: uuid.UUID,
+        variant_id: uuid.UUID | None,
+        content_hash: str,
+    ) -> MediaAsset | None:
+        """This product (and variant) already has this exact photo: a repeated upload."""
+        variant = MediaAsset.variant_id.is_(None) if variant_id is None else MediaAsset.variant_id == variant_id
+        result = await self.session.execute(
+            select(MediaAsset)
+            .where(
+                MediaAsset.organization_id == organization_id,
+                MediaAsset.product_id == product_id,
+                variant,
+                MediaAsset.content_hash == content_hash,
+            )
+            .limit(1)
+        )
+        return result.scalar_one_or_none()
+
+    async def next_position(self, product_id: uuid.UUID) -> int:
+        result = await self.session.execute(
+            select(func.max(MediaAsset.position)).where(MediaAsset.product_id == product_id)
+        )
+        highest = result.scalar_one_or_none()
+        return 0 if highest is None else highest + 1
+
+    async def renditions(self, asset_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, list[Rendition]]:
+        found: dict[uuid.UUID, list[Rendition]] = {asset_id: [] for asset_id in asset_ids}
+        if not asset_ids:
+            return found
+        result = await self.session.execute(
+            select(Rendition).where(Rendition.asset_id.in_(asset_ids)).order_by(Rendition.purpose)
+        )
+        for rendition in result.scalars():
+            found[rendition.asset_id].append(rendition)
+        return found
+
+    async def delete_renditions(self, asset_id: uuid.UUID) -> None:
+        await self.session.execute(delete(Rendition).where(Rendition.asset_id == asset_id))
+
+    async def photo_in_use(self, content_hash: str) -> bool:
+        """Any asset, of any organization, still uses this stored photo (storage is shared by content)."""
+        result = await self.session.execute(
+            select(MediaAsset.id).where(MediaAsset.content_hash == content_hash).limit(1)
+        )
+        return result.first() is not None

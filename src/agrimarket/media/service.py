@@ -1,0 +1,189 @@
+"""Photo rules: a product's photos, their order, their renditions. Never commits; only flushes.
+
+Storage writes are not part of the database transaction. Adding a photo stores its (content-addressed) blobs
+first, so a rolled-back request leaves at most an unreferenced blob, never a row pointing at nothing. Removing a
+photo returns the keys no row uses any more; delete them *after* the commit (:func:`delete_blobs`, e.g. in a
+background task), so a rolled-back removal still has its files.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from agrimarket.errors import Conflict, NotFound
+from agrimarket.media.pipeline import (
+    DEFAULT_LIMITS,
+    MediaLimits,
+    NormalisedImage,
+    RenditionResult,
+    ingest,
+    render,
+    rendition_key,
+)
+from agrimarket.media.repository import MediaRepository
+from agrimarket.media.rules import DEFAULT_RULES, ImageRule
+from agrimarket.media.storage import Storage
+from agrimarket.models import MediaAsset, Rendition
+from agrimarket.observability import get_logger
+
+log = get_logger(__name__)
+
+PRODUCT_NOT_FOUND = "This product does not exist, or it belongs to another farm."
+PHOTO_NOT_FOUND = "This photo does not exist, or it belongs to another farm."
+
+
+@dataclass(frozen=True, slots=True)
+class Photo:
+    """A stored photo and its renditions, by purpose."""
+
+    asset: MediaAsset
+    renditions: dict[str, Rendition]
+
+
+class MediaService:
+    def __init__(
+        self,
+        repository: MediaRepository,
+        storage: Storage,
+        *,
+        rules: Sequence[ImageRule] = tuple(DEFAULT_RULES.values()),
+        limits: MediaLimits = DEFAULT_LIMITS,
+    ) -> None:
+        self.repo = repository
+        self.storage = storage
+        self.rules = tuple(rules)
+        self.limits = limits
+
+    async def add_photo(
+        self,
+        *,
+        organization_id: uuid.UUID,
+        product_id: uuid.UUID,
+        data: bytes,
+        filename: str | None,
+        variant_id: uuid.UUID | None = None,
+    ) -> Photo:
+        """Check, normalise and store the photo with every rendition; it goes last in the product's order.
+
+        The CPU work runs before the first query, so SQLite's write lock (taken at the transaction's first
+        statement) is not held while the photo is decoded. Sending the same photo again returns the first one.
+        """
+        normalised, results = await ingest(data, filename, self.storage, self.rules, limits=self.limits)
+        if not await self.repo.product_exists(organization_id, product_id):
+            raise NotFound(PRODUCT_NOT_FOUND)
+        if variant_id is not None and not await self.repo.variant_exists(organization_id, product_id, variant_id):
+            raise NotFound("This variant does not exist on this product.")
+        existing = await self.repo.same_photo(organization_id, product_id, variant_id, normalised.content_hash)
+        if existing is not None:
+            return await self._with_renditions(existing, results)
+        asset = _new_asset(normalised, organization_id, product_id, variant_id)
+        asset.position = await self.repo.next_position(product_id)
+        self.repo.session.add(asset)
+        await self.repo.session.flush()
+        return await self._with_renditions(asset, results)
+
+    async def photos(self, *, organization_id: uuid.UUID, product_id: uuid.UUID) -> list[Photo]:
+        """The product's photos in display order (the first is the main image everywhere)."""
+        assets = await self.repo.product_assets(organization_id, product_id)
+        renditions = await self.repo.renditions([asset.id for asset in assets])
+        return [Photo(asset, {rendition.purpose: rendition for rendition in renditions[asset.id]}) for asset in assets]
+
+    async def reorder(
+        self, *, organization_id: uuid.UUID, product_id: uuid.UUID, asset_ids: Sequence[uuid.UUID]
+    ) -> list[Photo]:
+        """Put the product's photos in this order; the list must name each of them exactly once."""
+        if not await self.repo.product_exists(organization_id, product_id):
+            raise NotFound(PRODUCT_NOT_FOUND)
+        assets = {asset.id: asset for asset in await self.repo.product_assets(organization_id, product_id)}
+        if len(asset_ids) != len(set(asset_ids)) or set(asset_ids) != set(assets):
+            raise Conflict(
+                "The photo list has changed since this page was loaded. Reload the page and try again.",
+                field="asset_ids",
+            )
+        for position, asset_id in enumerate(asset_ids):
+            assets[asset_id].position = position
+        await self.repo.session.flush()
+        return await self.photos(organization_id=organization_id, product_id=product_id)
+
+    async def remove_photo(self, *, organization_id: uuid.UUID, asset_id: uuid.UUID) -> list[str]:
+        """Delete the photo's rows; returns the storage keys nothing uses any more, to delete after commit."""
+        asset = await self.repo.asset(organization_id, asset_id)
+        if asset is None:
+            raise NotFound(PHOTO_NOT_FOUND)
+        renditions = (await self.repo.renditions([asset.id]))[asset.id]
+        await self.repo.delete_renditions(asset.id)
+        await self.repo.session.delete(asset)
+        await self.repo.session.flush()
+        if asset.product_id is not None:
+            remaining = await self.repo.product_assets(organization_id, asset.product_id)
+            for position, other in enumerate(remaining):
+                other.position = position
+            await self.repo.session.flush()
+        if await self.repo.photo_in_use(asset.content_hash):
+            return []  # the same photo is used elsewhere (same bytes, another product or farm)
+        return [asset.storage_key, *(rendition.storage_key for rendition in renditions)]
+
+    async def refresh_renditions(self, *, organization_id: uuid.UUID, asset_id: uuid.UUID) -> Photo:
+        """Make any rendition the current rules lack for this photo (new channel, changed rule); reuse the rest."""
+        asset = await self.repo.asset(organization_id, asset_id)
+        if asset is None:
+            raise NotFound(PHOTO_NOT_FOUND)
+        current = {r.purpose: r for r in (await self.repo.renditions([asset.id]))[asset.id]}
+        results = await render(asset, self.rules, self.storage, known=current)
+        return await self._with_renditions(asset, results)
+
+    async def _with_renditions(self, asset: MediaAsset, results: Iterable[RenditionResult]) -> Photo:
+        """Rendition rows brought in line with ``results``: new ones added, outdated ones updated."""
+        rows = {r.purpose: r for r in (await self.repo.renditions([asset.id]))[asset.id]}
+        for result in results:
+            row = rows.get(result.purpose)
+            if row is None:
+                row = Rendition(asset_id=asset.id, purpose=result.purpose)
+                self.repo.session.add(row)
+                rows[result.purpose] = row
+            if row.storage_key != result.storage_key or row.content_hash != result.content_hash:
+                row.source_hash = result.source_hash
+                row.content_hash = result.content_hash
+                row.storage_key = result.storage_key
+                row.mime_type = result.mime_type
+                row.width = result.width
+                row.height = result.height
+                row.byte_size = result.byte_size
+        await self.repo.session.flush()
+        return Photo(asset, rows)
+
+
+def _new_asset(
+    normalised: NormalisedImage,
+    organization_id: uuid.UUID,
+    product_id: uuid.UUID,
+    variant_id: uuid.UUID | None,
+) -> MediaAsset:
+    return MediaAsset(
+        organization_id=organization_id,
+        product_id=product_id,
+        variant_id=variant_id,
+        content_hash=normalised.content_hash,
+        storage_key=normalised.storage_key,
+        mime_type=normalised.mime_type,
+        width=normalised.width,
+        height=normalised.height,
+        byte_size=normalised.byte_size,
+        original_filename=normalised.original_filename,
+    )
+
+
+def is_current(rendition: Rendition, asset: MediaAsset, rule: ImageRule) -> bool:
+    """The rendition was made from this photo under this exact rule."""
+    return rendition.storage_key == rendition_key(asset.content_hash, rule)
+
+
+async def delete_blobs(storage: Storage, keys: Iterable[str]) -> None:
+    """Delete stored files after the removing transaction committed; failures are logged, not raised."""
+    for key in keys:
+        try:
+            await storage.delete(key)
+        except Exception:
+            log.warning("media.delete_failed", key=key, exc_info=True)
