@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 from dataclasses import dataclass
+from typing import Any
 
 import httpx
 
@@ -59,3 +60,49 @@ async def register(
         organization_id=body["organizations"][0]["id"],
         session_token=token,
     )
+
+
+_skus = itertools.count(1)
+
+
+def product_body(
+    *, name: str = "Sầu riêng Ri6", variants: int = 1, initial_stock: int = 0, **fields: Any
+) -> dict[str, Any]:
+    """A valid create-product request: each variant gets a fresh SKU (``SKU-<n>``)."""
+    body: dict[str, Any] = {
+        "name": name,
+        "category": "fruit",
+        "variants": [
+            {
+                "sku": f"SKU-{next(_skus)}",
+                "name": f"Hộp {i + 1} kg",
+                "unit": "hop",
+                "price_vnd": 120_000 * (i + 1),
+                "weight_grams": 1_200 * (i + 1),
+                "initial_stock": initial_stock,
+            }
+            for i in range(variants)
+        ],
+    }
+    body.update(fields)
+    return body
+
+
+async def create_product(
+    client: httpx.AsyncClient,
+    account: Account,
+    *,
+    name: str = "Sầu riêng Ri6",
+    variants: int = 1,
+    initial_stock: int = 0,
+    **fields: Any,
+) -> dict[str, Any]:
+    """Create a product in the account's organization through the API; returns the response body."""
+    response = await client.post(
+        f"/api/v1/organizations/{account.organization_id}/products",
+        json=product_body(name=name, variants=variants, initial_stock=initial_stock, **fields),
+        headers=account.headers,
+    )
+    assert response.status_code == 201, response.text
+    body: dict[str, Any] = response.json()
+    return body

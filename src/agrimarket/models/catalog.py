@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from datetime import date
+from datetime import date, datetime
 from enum import StrEnum
 
 from sqlalchemy import BigInteger, CheckConstraint, ForeignKey, Index, Integer, String, Text, UniqueConstraint
@@ -64,6 +64,8 @@ class Product(IdMixin, TimestampMixin, Base):
     harvest_date: Mapped[date | None]
     shelf_life_days: Mapped[int | None] = mapped_column(Integer)
     version: Mapped[int] = mapped_column(Integer, default=1)
+    # Folded (lower case, no accents) name, variant names and SKUs: "sau rieng" finds "Sầu riêng".
+    search_key: Mapped[str] = mapped_column(Text, default="")
 
     __table_args__ = (
         CheckConstraint("shelf_life_days IS NULL OR shelf_life_days > 0", name="shelf_life_positive"),
@@ -86,6 +88,8 @@ class Variant(IdMixin, TimestampMixin, Base):
     weight_grams: Mapped[int] = mapped_column(Integer)
     position: Mapped[int] = mapped_column(Integer, default=0)
     version: Mapped[int] = mapped_column(Integer, default=1)
+    # Set instead of deleting: stock movements, orders and listings keep pointing at it; the SKU stays taken.
+    archived_at: Mapped[datetime | None]
 
     __table_args__ = (
         UniqueConstraint("organization_id", "sku"),

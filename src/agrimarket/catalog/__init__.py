@@ -1,0 +1,1 @@
+"""Products, variants (the SKUs) and certifications."""

@@ -1,0 +1,158 @@
+"""All stock queries, and the one place that marks listings dirty."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from datetime import datetime
+from typing import TypeVarTuple
+
+from sqlalchemy import ColumnElement, Select, and_, func, or_, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import InstrumentedAttribute
+
+from agrimarket.kit.pagination import Cursor
+from agrimarket.models import Listing, Product, ProductStatus, StockLevel, StockMovement, Variant
+
+Row = TypeVarTuple("Row")
+
+
+def keyset(
+    stmt: Select[*Row],
+    created_at: InstrumentedAttribute[datetime],
+    id_: InstrumentedAttribute[uuid.UUID],
+    cursor: Cursor | None,
+    *,
+    newest_first: bool,
+) -> Select[*Row]:
+    """Order by (created_at, id) and start after the cursor: stable under inserts, no OFFSET."""
+    if cursor is not None:
+        after: ColumnElement[bool]
+        if newest_first:
+            after = or_(created_at < cursor.created_at, and_(created_at == cursor.created_at, id_ < cursor.id))
+        else:
+            after = or_(created_at > cursor.created_at, and_(created_at == cursor.created_at, id_ > cursor.id))
+        stmt = stmt.where(after)
+    if newest_first:
+        return stmt.order_by(created_at.desc(), id_.desc())
+    return stmt.order_by(created_at.asc(), id_.asc())
+
+
+def like_pattern(folded: str) -> str:
+    escaped = folded.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"%{escaped}%"
+
+
+class InventoryRepository:
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    async def variant(self, variant_id: uuid.UUID) -> Variant | None:
+        return await self.session.get(Variant, variant_id)
+
+    async def product(self, product_id: uuid.UUID) -> Product | None:
+        return await self.session.get(Product, product_id)
+
+    async def level(self, variant_id: uuid.UUID) -> StockLevel | None:
+        return await self.session.get(StockLevel, variant_id)
+
+    async def level_for_update(self, variant_id: uuid.UUID) -> StockLevel | None:
+        """The level, row-locked until the transaction ends (PostgreSQL; SQLite writers are serialised anyway).
+
+        ``populate_existing`` so a level already in the session is refreshed with what the lock protects.
+        """
+        result = await self.session.execute(
+            select(StockLevel)
+            .where(StockLevel.variant_id == variant_id)
+            .with_for_update()
+            .execution_options(populate_existing=True)
+        )
+        return result.scalar_one_or_none()
+
+    async def insert_level(self, level: StockLevel) -> bool:
+        """Insert a level unless another transaction just did; False when it exists already."""
+        try:
+            async with self.session.begin_nested():
+                self.session.add(level)
+                await self.session.flush()
+        except IntegrityError:
+            return False
+        return True
+
+    async def levels(self, variant_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, StockLevel]:
+        if not variant_ids:
+            return {}
+        result = await self.session.execute(select(StockLevel).where(StockLevel.variant_id.in_(variant_ids)))
+        return {level.variant_id: level for level in result.scalars()}
+
+    async def movement_by_reference(self, reference: str) -> StockMovement | None:
+        result = await self.session.execute(select(StockMovement).where(StockMovement.reference == reference))
+        return result.scalar_one_or_none()
+
+    async def movements(self, variant_id: uuid.UUID, cursor: Cursor | None, limit: int) -> list[StockMovement]:
+        stmt = keyset(
+            select(StockMovement).where(StockMovement.variant_id == variant_id),
+            StockMovement.created_at,
+            StockMovement.id,
+            cursor,
+            newest_first=True,
+        )
+        result = await self.session.execute(stmt.limit(limit))
+        return list(result.scalars())
+
+    async def ledger_on_hand(self, variant_id: uuid.UUID) -> int:
+        """What the movements say ``on_hand`` is: the sum of their deltas."""
+        result = await self.session.execute(
+            select(func.coalesce(func.sum(StockMovement.on_hand_delta), 0)).where(
+                StockMovement.variant_id == variant_id
+            )
+        )
+        return int(result.scalar_one())
+
+    async def stock_rows(
+        self,
+        organization_id: uuid.UUID,
+        *,
+        available_lte: int | None,
+        folded_q: str | None,
+        include_archived: bool,
+        cursor: Cursor | None,
+        limit: int,
+    ) -> list[tuple[StockLevel, Variant, Product]]:
+        stmt = (
+            select(StockLevel, Variant, Product)
+            .join(Variant, Variant.id == StockLevel.variant_id)
+            .join(Product, Product.id == Variant.product_id)
+            .where(StockLevel.organization_id == organization_id)
+        )
+        if available_lte is not None:
+            stmt = stmt.where(StockLevel.on_hand - StockLevel.reserved <= available_lte)
+        if folded_q:
+            stmt = stmt.where(Product.search_key.like(like_pattern(folded_q), escape="\\"))
+        if not include_archived:
+            stmt = stmt.where(Variant.archived_at.is_(None), Product.status == ProductStatus.active)
+        stmt = keyset(stmt, Variant.created_at, Variant.id, cursor, newest_first=False)
+        result = await self.session.execute(stmt.limit(limit))
+        return [(level, variant, product) for level, variant, product in result.all()]
+
+    async def mark_listings_dirty(self, variant_ids: Sequence[uuid.UUID]) -> int:
+        """Every listing of these variants needs pushing again: ``desired_version += 1``, in this transaction.
+
+        The sync engine pushes a listing while ``desired_version > pushed_version`` and records what it pushed
+        with a compare-and-set, so a bump made during a push is pushed once more afterwards.
+        """
+        if not variant_ids:
+            return 0
+        result = await self.session.execute(
+            update(Listing)
+            .where(Listing.variant_id.in_(list(variant_ids)))
+            .values(desired_version=Listing.desired_version + 1)
+        )
+        return int(getattr(result, "rowcount", 0) or 0)
+
+    def add(self, *objects: object) -> None:
+        self.session.add_all(objects)
+
+    async def flush(self) -> None:
+        await self.session.flush()
