@@ -7,9 +7,11 @@ import asyncio
 import getpass
 import json
 import sys
+import uuid
 from pathlib import Path
 
 from agrimarket.config import ConfigurationError, Settings, get_settings, new_fernet_key
+from agrimarket.observability import configure_logging
 
 DEFAULT_OPENAPI_PATH = Path("openapi/openapi.json")
 
@@ -18,6 +20,12 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
     import uvicorn
 
     settings.check_secrets()  # fail before forking workers, with the clear message
+    if args.workers > 1:
+        from agrimarket.observability import prepare_multiprocess_dir
+
+        # Set before the workers start: each is a fresh interpreter (uvicorn spawns them) whose prometheus_client
+        # reads PROMETHEUS_MULTIPROC_DIR at import and writes its values there for /metrics to add up.
+        prepare_multiprocess_dir(settings.data_dir / "prometheus-multiproc")
     uvicorn.run(
         "agrimarket.app:create_app",
         factory=True,
@@ -101,6 +109,40 @@ def _generate_keys(_args: argparse.Namespace, _settings: Settings) -> int:
     return 0
 
 
+def _worker(args: argparse.Namespace, settings: Settings) -> int:
+    from agrimarket.worker.commands import run_worker
+
+    settings.check_secrets()
+    asyncio.run(run_worker(settings, concurrency=args.concurrency, worker_id=args.id))
+    return 0
+
+
+def _jobs(args: argparse.Namespace, settings: Settings) -> int:
+    from agrimarket.errors import AgriMarketError
+    from agrimarket.models import JobStatus
+    from agrimarket.worker.commands import list_jobs, retry_job
+
+    if args.jobs_command == "list":
+        status = JobStatus(args.status) if args.status else None
+        jobs = asyncio.run(list_jobs(settings, status=status, kind=args.kind, limit=args.limit))
+        for job in jobs:
+            error = (job.last_error or "").replace("\n", " ")[:80]
+            print(
+                f"{job.id}  {job.status.value:<7}  {job.kind:<28}  {job.attempts}/{job.max_attempts}  "
+                f"{job.run_at:%Y-%m-%d %H:%M:%S}  {error}"
+            )
+        if not jobs:
+            print("no jobs")
+        return 0
+    try:
+        job = asyncio.run(retry_job(settings, args.job_id))
+    except AgriMarketError as exc:
+        print(f"error: {exc.message}", file=sys.stderr)
+        return 1
+    print(f"job {job.id} ({job.kind}) is queued again")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="agrimarket", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -134,13 +176,31 @@ def build_parser() -> argparse.ArgumentParser:
 
     keys = commands.add_parser("generate-keys", help="print fresh production secrets")
     keys.set_defaults(handler=_generate_keys)
+
+    worker = commands.add_parser("worker", help="run a background job worker (several may run on PostgreSQL)")
+    worker.add_argument("--concurrency", type=int, help="jobs run at once (default: AGRIMARKET_WORKER_CONCURRENCY)")
+    worker.add_argument("--id", help="the worker's name in job locks (default: host:pid:random)")
+    worker.set_defaults(handler=_worker)
+
+    jobs = commands.add_parser("jobs", help="look at background jobs; retry dead ones")
+    jobs_commands = jobs.add_subparsers(dest="jobs_command", required=True)
+    jobs_list = jobs_commands.add_parser("list", help="newest jobs first")
+    jobs_list.add_argument("--status", choices=["queued", "running", "done", "dead"])
+    jobs_list.add_argument("--kind")
+    jobs_list.add_argument("--limit", type=int, default=50)
+    jobs_retry = jobs_commands.add_parser("retry", help="put a dead job back in the queue, attempts reset")
+    jobs_retry.add_argument("job_id", type=uuid.UUID, metavar="ID")
+    jobs.set_defaults(handler=_jobs)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        result: int = args.handler(args, get_settings())
+        settings = get_settings()
+        # One log format for every command (alembic's "Running upgrade…" lines included), not just the server.
+        configure_logging(json_logs=settings.json_logs, level=settings.log_level)
+        result: int = args.handler(args, settings)
     except ConfigurationError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -38,6 +38,17 @@ class Settings(BaseSettings):
     # Unset: migrate at start-up on SQLite (the embedded default), not on PostgreSQL (run `agrimarket db upgrade`).
     auto_migrate: bool | None = None
     run_worker_in_process: bool = True
+    # The job runner (agrimarket.worker), in the server process or standalone (`agrimarket worker`).
+    worker_concurrency: int = Field(default=4, ge=1)  # jobs one worker runs at once
+    worker_poll_interval_seconds: float = Field(default=1.5, gt=0)  # the safety net; wake-ups come at once
+    worker_lease_seconds: float = Field(default=60.0, gt=0)  # a dead worker's job is retried after this
+    worker_backoff_base_seconds: float = Field(default=2.0, ge=0)
+    worker_backoff_cap_seconds: float = Field(default=900.0, ge=0)
+    worker_shutdown_timeout_seconds: float = Field(default=20.0, ge=0)
+    worker_listen: bool = True  # PostgreSQL: LISTEN for new jobs, so other processes' enqueues wake us at once
+    worker_scheduler: bool = True  # run the periodic schedules (safe in every worker: one job per period)
+    worker_metrics_interval_seconds: float = Field(default=15.0, gt=0)
+    job_retention_days: int = Field(default=14, ge=1)  # finished jobs are purged after this; dead ones stay
     log_level: str = "INFO"
     log_json: bool | None = None
     session_cookie_name: str = "agrimarket_session"
@@ -46,6 +57,8 @@ class Settings(BaseSettings):
     sqlite_busy_timeout_ms: int = 15_000
     db_pool_size: int = 10
     migrations_dir: Path | None = None
+    # When set, /metrics answers only to `Authorization: Bearer <token>` (for a scraper outside a private network).
+    metrics_token: SecretStr | None = None
 
     @field_validator("encryption_keys", mode="before")
     @classmethod

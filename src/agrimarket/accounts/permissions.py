@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 
 from agrimarket.errors import Forbidden, NotFound
 from agrimarket.models import Role
+from agrimarket.observability import bind_log_context
 
 _RANK = {Role.member: 1, Role.admin: 2, Role.owner: 3}
 
@@ -27,6 +28,7 @@ class Access:
 
     def require(self, organization_id: uuid.UUID, at_least: Role = Role.member) -> Role:
         """The role held, or 404 for an organization out of reach (its existence is not revealed)."""
+        bind_log_context(organization_id=organization_id)  # refused attempts are logged with the organization too
         role = self.roles.get(organization_id)
         if role is None:
             raise NotFound("Organization not found.")
