@@ -16,7 +16,7 @@ from agrimarket import migrate
 from agrimarket.config import Settings, get_settings
 from agrimarket.db import create_engine, make_sessionmaker, reader
 from agrimarket.errors import AgriMarketError
-from agrimarket.observability import configure_logging, get_logger
+from agrimarket.observability import ObservabilityMiddleware, configure_logging, get_logger
 
 log = get_logger(__name__)
 
@@ -69,7 +69,8 @@ def create_app(settings: Settings | None = None, *, companions: list[Companion] 
     settings = settings or get_settings()
     settings.check_secrets()
     configure_logging(json_logs=settings.json_logs, level=settings.log_level)
-    companion_factories = list(companions or [])
+    # The in-process worker (if enabled) enters last, so it stops before the companions its handlers use.
+    companion_factories = [*(companions or []), _in_process_worker]
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -100,12 +101,23 @@ def create_app(settings: Settings | None = None, *, companions: list[Companion] 
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(IntegrityError, _integrity_error)
     _include_routers(app)
+    # Added last, so it is the outermost middleware: its request id and timing cover every other one.
+    app.add_middleware(ObservabilityMiddleware)
     return app
+
+
+def _in_process_worker(app: FastAPI) -> Any:
+    from agrimarket.worker.commands import worker_companion
+
+    return worker_companion(app)
 
 
 def _include_routers(app: FastAPI) -> None:
     from agrimarket.accounts.endpoints import router as accounts_router
+    from agrimarket.catalog.endpoints import router as catalog_router
     from agrimarket.health import router as health_router
+    from agrimarket.inventory.endpoints import router as stock_router
+    from agrimarket.worker.endpoints import router as jobs_router
 
-    for router in (health_router, accounts_router):
+    for router in (health_router, accounts_router, jobs_router, catalog_router, stock_router):
         app.include_router(router)

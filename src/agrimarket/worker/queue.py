@@ -1,0 +1,136 @@
+"""Enqueue jobs inside the caller's transaction, and wake workers once that transaction commits.
+
+Wake-up, two ways: in this process, a hook on SQLAlchemy's ``after_commit`` sets every running worker's event;
+across processes on PostgreSQL, ``pg_notify`` sent in the same transaction (delivered only if it commits) reaches
+the workers that LISTEN. Workers still poll now and then, in case a notification is lost.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import uuid
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import event, text
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Session, SessionTransaction
+
+from agrimarket.models import Job, JobStatus, utcnow
+
+NOTIFY_CHANNEL = "agrimarket_jobs"
+DEFAULT_MAX_ATTEMPTS = 10
+_PENDING_WAKE = "agrimarket.jobs_enqueued"
+
+
+async def enqueue(
+    session: AsyncSession,
+    kind: str,
+    payload: dict[str, Any] | None = None,
+    *,
+    dedupe_key: str | None = None,
+    run_at: datetime | None = None,
+    organization_id: uuid.UUID | None = None,
+    max_attempts: int = DEFAULT_MAX_ATTEMPTS,
+    job_id: uuid.UUID | None = None,
+) -> uuid.UUID | None:
+    """Add a job in the session's transaction (flushes, never commits). The job exists only if that commits.
+
+    ``dedupe_key``: at most one queued-or-running job per key; while one is, this call does nothing and returns
+    None. ``job_id``: a fixed id makes the enqueue happen at most once, ever. ``payload`` holds JSON types only,
+    ids rather than objects, and no secrets: the organization's admins can read it through the API.
+    Returns the new job's id.
+    """
+    if run_at is not None and run_at.tzinfo is None:
+        raise ValueError("run_at must be timezone-aware")
+    if max_attempts < 1:
+        raise ValueError("max_attempts must be at least 1")
+    # Objects the job refers to (its organization) may still be pending in this session.
+    await session.flush()
+    now = utcnow()
+    values: dict[str, Any] = {
+        "id": job_id or uuid.uuid4(),
+        "kind": kind,
+        "payload": payload or {},
+        "status": JobStatus.queued,
+        "organization_id": organization_id,
+        "dedupe_key": dedupe_key,
+        "attempts": 0,
+        "max_attempts": max_attempts,
+        "run_at": run_at or now,
+        "created_at": now,
+    }
+    dialect = session.get_bind().dialect.name
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    # No conflict target: a taken id or a taken dedupe key both make this insert-or-nothing.
+    statement = insert(Job).values(values).on_conflict_do_nothing().returning(Job.id)
+    inserted: uuid.UUID | None = (await session.execute(statement)).scalar_one_or_none()
+    if inserted is not None:
+        await announce(session)
+    return inserted
+
+
+async def announce(session: AsyncSession) -> None:
+    """Wake workers when this session's transaction commits (new or retried jobs are ready)."""
+    session.info[_PENDING_WAKE] = True
+    if session.get_bind().dialect.name == "postgresql":
+        # Transactional: delivered on commit, dropped on rollback; repeats within a transaction fold into one.
+        await session.execute(text("SELECT pg_notify(:channel, '')"), {"channel": NOTIFY_CHANNEL})
+
+
+# -- the in-process wake-up ---------------------------------------------------------------------------------------
+
+
+class _Waiters:
+    """The asyncio events of the workers running in this process, each set on its own loop."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._events: dict[asyncio.Event, asyncio.AbstractEventLoop] = {}
+
+    def add(self, wake: asyncio.Event) -> None:
+        with self._lock:
+            self._events[wake] = asyncio.get_running_loop()
+
+    def discard(self, wake: asyncio.Event) -> None:
+        with self._lock:
+            self._events.pop(wake, None)
+
+    def wake_all(self) -> None:
+        with self._lock:
+            targets = list(self._events.items())
+        try:
+            running: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        for wake, loop in targets:
+            if loop is running:
+                wake.set()
+            else:
+                try:
+                    loop.call_soon_threadsafe(wake.set)
+                except RuntimeError:  # that loop is closed; its worker is gone
+                    self.discard(wake)
+
+
+waiters = _Waiters()
+
+
+def wake_local_workers() -> None:
+    """Wake this process's workers now (after a commit made without a session, e.g. raw SQL)."""
+    waiters.wake_all()
+
+
+@event.listens_for(Session, "after_commit")
+def _after_commit(session: Session) -> None:
+    if session.info.pop(_PENDING_WAKE, False):
+        waiters.wake_all()
+
+
+@event.listens_for(Session, "after_transaction_end")
+def _after_transaction_end(session: Session, transaction: SessionTransaction) -> None:
+    # Rolled back (or committed, after _after_commit above ran): forget the pending wake with the transaction.
+    if transaction.parent is None:
+        session.info.pop(_PENDING_WAKE, None)
