@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -43,17 +44,24 @@ def _drop_postgres_database(admin_dsn: str, url: str) -> None:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
-@pytest.fixture(scope="session")
-def database_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+@contextmanager
+def throwaway_database(directory: Path, name: str = "test.db") -> Iterator[str]:
+    """An empty database of the kind under test (SQLite file, or PostgreSQL beside the given one), dropped after."""
     given = os.environ.get(TEST_DATABASE_URL_ENV)
     if not given:
-        yield f"sqlite+aiosqlite:///{tmp_path_factory.mktemp('db') / 'test.db'}"
+        yield f"sqlite+aiosqlite:///{directory / name}"
         return
     url, admin_dsn = _create_postgres_database(given)
     try:
         yield url
     finally:
         _drop_postgres_database(admin_dsn, url)
+
+
+@pytest.fixture(scope="session")
+def database_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    with throwaway_database(tmp_path_factory.mktemp("db")) as url:
+        yield url
 
 
 @pytest.fixture(scope="session")

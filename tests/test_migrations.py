@@ -6,7 +6,6 @@ AGRIMARKET_TEST_DATABASE_URL), so the shared migrated database the other tests u
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,21 +18,14 @@ from alembic.script import ScriptDirectory
 from agrimarket import migrate
 from agrimarket.config import Settings
 from agrimarket.models import Base
-from tests.conftest import TEST_DATABASE_URL_ENV, _create_postgres_database, _drop_postgres_database
+from tests.conftest import throwaway_database
 
 
 @pytest.fixture
 def scratch_url(tmp_path: Path) -> Iterator[str]:
     """An empty database of the kind under test, dropped afterwards."""
-    given = os.environ.get(TEST_DATABASE_URL_ENV)
-    if not given:
-        yield f"sqlite+aiosqlite:///{tmp_path / 'scratch.db'}"
-        return
-    url, admin_dsn = _create_postgres_database(given)
-    try:
+    with throwaway_database(tmp_path, "scratch.db") as url:
         yield url
-    finally:
-        _drop_postgres_database(admin_dsn, url)
 
 
 @pytest.fixture

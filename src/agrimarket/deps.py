@@ -30,13 +30,8 @@ async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
     """
     state = request.app.state
     maker = state.read_sessionmaker if request.method in SAFE_METHODS else state.sessionmaker
-    async with maker() as session:
-        try:
-            yield session
-            await session.commit()
-        except BaseException:
-            await session.rollback()
-            raise
+    async with transaction(maker) as session:
+        yield session
 
 
 SessionDep = Annotated[AsyncSession, Depends(get_session)]

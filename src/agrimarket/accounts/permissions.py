@@ -4,12 +4,21 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass, field
+from typing import Protocol, TypeVar
 
 from agrimarket.errors import Forbidden, NotFound
 from agrimarket.models import Role
 from agrimarket.observability import bind_log_context
 
 _RANK = {Role.member: 1, Role.admin: 2, Role.owner: 3}
+
+
+class Owned(Protocol):
+    @property
+    def organization_id(self) -> uuid.UUID: ...
+
+
+_Owned = TypeVar("_Owned", bound=Owned)
 
 
 @dataclass(frozen=True)
@@ -35,6 +44,16 @@ class Access:
         if _RANK[role] < _RANK[at_least]:
             raise Forbidden(f"This needs the {at_least.value} role or higher in the organization.")
         return role
+
+    def reach(self, obj: _Owned | None, what: str, at_least: Role = Role.member) -> _Owned:
+        """The object if its organization is in reach with the role, else 404 (``what`` not found) or 403.
+
+        The one way services look up a tenant's object by id: a foreign object answers exactly like a missing one.
+        """
+        if obj is None or obj.organization_id not in self.roles:
+            raise NotFound(f"{what} not found.")
+        self.require(obj.organization_id, at_least)
+        return obj
 
     def can_reach(self, organization_id: uuid.UUID) -> bool:
         return organization_id in self.roles

@@ -243,10 +243,7 @@ class AccountService:
         return membership, user
 
     async def _membership_in_reach(self, access: Access, membership_id: uuid.UUID) -> Membership:
-        membership = await self.repo.membership(membership_id)
-        if membership is None or not access.can_reach(membership.organization_id):
-            raise NotFound("Membership not found.")
-        return membership
+        return access.reach(await self.repo.membership(membership_id), "Membership")
 
     async def change_role(self, access: Access, membership_id: uuid.UUID, role: Role) -> tuple[Membership, User]:
         membership = await self._membership_in_reach(access, membership_id)

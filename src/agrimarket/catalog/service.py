@@ -202,10 +202,9 @@ class CatalogService:
 
     async def remove_certification(self, access: Access, certification_id: uuid.UUID) -> None:
         certification = await self.repo.certification(certification_id)
-        product = await self.repo.product(certification.product_id) if certification else None
-        if certification is None or product is None or not access.can_reach(product.organization_id):
-            raise NotFound("Certification not found.")
-        access.require(product.organization_id)
+        product = access.reach(
+            await self.repo.product(certification.product_id) if certification else None, "Certification"
+        )
         product = await self._locked_product(product.id)
         if (certification := await self.repo.certification(certification_id, lock=True)) is None:
             raise NotFound("Certification not found.")  # removed by someone else while this request waited
@@ -217,18 +216,10 @@ class CatalogService:
     async def _product_in_reach(
         self, access: Access, product_id: uuid.UUID, *, lock: bool = False, at_least: Role = Role.member
     ) -> Product:
-        product = await self.repo.product(product_id, lock=lock)
-        if product is None or not access.can_reach(product.organization_id):
-            raise NotFound("Product not found.")
-        access.require(product.organization_id, at_least)
-        return product
+        return access.reach(await self.repo.product(product_id, lock=lock), "Product", at_least)
 
     async def _variant_in_reach(self, access: Access, variant_id: uuid.UUID, at_least: Role = Role.member) -> Variant:
-        variant = await self.repo.variant(variant_id)
-        if variant is None or not access.can_reach(variant.organization_id):
-            raise NotFound("Variant not found.")
-        access.require(variant.organization_id, at_least)
-        return variant
+        return access.reach(await self.repo.variant(variant_id), "Variant", at_least)
 
     async def _lock_variant(self, variant: Variant) -> tuple[Product, Variant]:
         """Every change under a product takes the product's lock first (one order: no deadlock, no lost bump),

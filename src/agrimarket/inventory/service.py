@@ -52,11 +52,7 @@ class InventoryService:
     # -- reading ----------------------------------------------------------------------------------------------
 
     async def variant_in_reach(self, access: Access, variant_id: uuid.UUID, at_least: Role = Role.member) -> Variant:
-        variant = await self.repo.variant(variant_id)
-        if variant is None or not access.can_reach(variant.organization_id):
-            raise NotFound("Variant not found.")
-        access.require(variant.organization_id, at_least)
-        return variant
+        return access.reach(await self.repo.variant(variant_id), "Variant", at_least)
 
     async def stock(self, access: Access, variant_id: uuid.UUID) -> StockRow:
         variant = await self.variant_in_reach(access, variant_id)
