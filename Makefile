@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install run worker test lint format typecheck migrate openapi lock clean
+.PHONY: help install run worker test lint format typecheck migrate openapi bench lock clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -45,6 +45,10 @@ migrate: $(STAMP)  ## migrate the configured database to the latest schema
 
 openapi: $(STAMP)  ## regenerate openapi/openapi.json from the app
 	$(BIN)/agrimarket openapi --output openapi/openapi.json
+
+bench: $(STAMP)  ## run every benchmark in bench/ (each ends with one JSON line of figures)
+	@for module in $$(ls bench/*.py | xargs -n1 basename | sed 's/\.py$$//' | grep -v '^__'); do \
+		echo "== python -m bench.$$module"; $(BIN)/python -m bench.$$module || exit 1; done
 
 lock: $(STAMP)  ## re-pin requirements/constraints.txt from the current environment
 	$(BIN)/python -m pip freeze --exclude-editable --disable-pip-version-check | grep -v '^agrimarket' > requirements/constraints.txt
