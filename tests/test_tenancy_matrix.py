@@ -31,6 +31,7 @@ from agrimarket.kit.phone import normalize_vn_mobile
 from agrimarket.models import ApiToken, Job, JobStatus, Membership, OrganizationKind, Role, User, utcnow
 from tests.conftest import _wipe
 from tests.factories import PASSWORD, SESSION_COOKIE, new_phone, product_body
+from tests.media import images
 
 RANK = {Role.member: 1, Role.admin: 2, Role.owner: 3}
 TARGETS = ("C", "H1", "H2", "F")
@@ -71,6 +72,7 @@ class Target:
 
     params: dict[str, str]
     body: Any = None
+    files: dict[str, Any] | None = None  # a multipart upload instead of a JSON body
     owner_user_id: uuid.UUID | None = None  # set for per-user objects (API tokens): only their owner may touch
 
 
@@ -188,6 +190,33 @@ async def a_dead_job(ctx: Ctx, world: World, target: str) -> Target:
     return Target(params={"job_id": str(job.id)})
 
 
+_PHOTO = images.jpeg(images.photo((320, 240)), metadata=False)
+
+
+def _photo_upload() -> dict[str, Any]:
+    return {"photo": ("sau-rieng.jpg", _PHOTO, "image/jpeg")}
+
+
+async def a_photo_upload(ctx: Ctx, world: World, target: str) -> Target:
+    product = await _product(ctx, world, target)
+    return Target(params={"product_id": product["id"]}, files=_photo_upload())
+
+
+async def a_photo(ctx: Ctx, world: World, target: str) -> Target:
+    product = await _product(ctx, world, target)
+    response = await ctx.client.post(
+        f"/api/v1/products/{product['id']}/photos", files=_photo_upload(), headers=world.owner_of[target].headers
+    )
+    assert response.status_code == 201, response.text
+    return Target(params={"product_id": product["id"], "photo_id": response.json()["id"]})
+
+
+async def a_photo_order(ctx: Ctx, world: World, target: str) -> Target:
+    made = await a_photo(ctx, world, target)
+    made.body = {"photo_ids": [made.params["photo_id"]]}
+    return made
+
+
 def _sku() -> str:
     return f"MTX-{uuid.uuid4().hex[:8].upper()}"
 
@@ -293,6 +322,11 @@ CASES: list[Case] = [
         make=on_variant(lambda _w, _t: {"delta": -1, "kind": "adjust", "reason": "dập"}),
     ),
     Case("GET", "/api/v1/variants/{variant_id}/stock/movements", 200, make=on_variant()),
+    # photos
+    Case("POST", "/api/v1/products/{product_id}/photos", 201, make=a_photo_upload),
+    Case("GET", "/api/v1/products/{product_id}/photos", 200, make=a_photo),
+    Case("PUT", "/api/v1/products/{product_id}/photos/order", 200, make=a_photo_order),
+    Case("DELETE", "/api/v1/photos/{photo_id}", 204, make=a_photo),
     # background jobs
     Case("GET", "/api/v1/jobs", 200, role=None),
     Case("GET", "/api/v1/jobs/{job_id}", 200, role=Role.admin, make=a_dead_job),
@@ -425,6 +459,8 @@ async def test_every_caller_gets_exactly_their_due(
             kwargs: dict[str, Any] = {"headers": caller.headers}
             if target is not None and target.body is not None:
                 kwargs["json"] = target.body
+            if target is not None and target.files is not None:
+                kwargs["files"] = target.files
             response = await client.request(case.method, path, **kwargs)
             client.cookies.clear()
             want = expected_status(case, caller, target, target_name)

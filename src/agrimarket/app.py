@@ -5,18 +5,21 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DataError, IntegrityError
 
 from agrimarket import migrate
 from agrimarket.config import Settings, get_settings
 from agrimarket.db import create_engine, make_sessionmaker, reader
 from agrimarket.errors import AgriMarketError
 from agrimarket.observability import ObservabilityMiddleware, configure_logging, get_logger
+
+if TYPE_CHECKING:
+    from agrimarket.media.storage import Storage
 
 log = get_logger(__name__)
 
@@ -65,12 +68,26 @@ async def _integrity_error(_request: Request, exc: Exception) -> JSONResponse:
     )
 
 
+async def _data_error(_request: Request, exc: Exception) -> JSONResponse:
+    # The database refused a value the validation let through (a NUL byte, a number out of its range): the
+    # caller's input, so a 422, never a 500. Validation at the edges should make this rare; it is the safety net.
+    log.warning("data_error", error=str(getattr(exc, "orig", exc))[:300])
+    return JSONResponse(
+        {
+            "code": "invalid",
+            "message": "A value in the request cannot be stored: check for odd characters or huge numbers.",
+        },
+        status_code=422,
+    )
+
+
 def create_app(settings: Settings | None = None, *, companions: list[Companion] | None = None) -> FastAPI:
     settings = settings or get_settings()
     settings.check_secrets()
     configure_logging(json_logs=settings.json_logs, level=settings.log_level)
-    # The in-process worker (if enabled) enters last, so it stops before the companions its handlers use.
-    companion_factories = [*(companions or []), _in_process_worker]
+    # The in-process worker (if enabled) enters last, so it stops before the companions its handlers use;
+    # the photo thread pool enters first, so it stops after everything that may still send it work.
+    companion_factories = [_media_executor, *(companions or []), _in_process_worker]
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -97,13 +114,39 @@ def create_app(settings: Settings | None = None, *, companions: list[Companion] 
         lifespan=lifespan,
     )
     app.state.settings = settings
+    app.state.media_storage = _media_storage(settings)
     app.add_exception_handler(AgriMarketError, _agrimarket_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(IntegrityError, _integrity_error)
+    app.add_exception_handler(DataError, _data_error)
     _include_routers(app)
     # Added last, so it is the outermost middleware: its request id and timing cover every other one.
     app.add_middleware(ObservabilityMiddleware)
     return app
+
+
+def _media_storage(settings: Settings) -> Storage:
+    # Made here rather than in the lifespan: building it does no I/O, and apps run without a lifespan (tests)
+    # serve photos too.
+    from agrimarket.media.storage import storage_for
+
+    return storage_for(
+        settings.media_storage_url, settings.data_dir, public_base_url=settings.media_public_base_url or None
+    )
+
+
+@asynccontextmanager
+async def _media_executor(_app: FastAPI) -> AsyncIterator[None]:
+    """On the way out, let photo work in progress finish and drop the pool (a later app makes a new one)."""
+    from agrimarket.media.pipeline import cpu_executor
+
+    try:
+        yield
+    finally:
+        if cpu_executor.cache_info().currsize:
+            executor = cpu_executor()
+            cpu_executor.cache_clear()
+            await asyncio.to_thread(executor.shutdown, wait=True, cancel_futures=True)
 
 
 def _in_process_worker(app: FastAPI) -> Any:
@@ -117,7 +160,12 @@ def _include_routers(app: FastAPI) -> None:
     from agrimarket.catalog.endpoints import router as catalog_router
     from agrimarket.health import router as health_router
     from agrimarket.inventory.endpoints import router as stock_router
+    from agrimarket.media.endpoints import files_router as media_files_router
+    from agrimarket.media.endpoints import router as photos_router
+    from agrimarket.media.endpoints import upload_body_limit
     from agrimarket.worker.endpoints import router as jobs_router
 
-    for router in (health_router, accounts_router, jobs_router, catalog_router, stock_router):
+    for router in (health_router, accounts_router, jobs_router, catalog_router, stock_router, media_files_router):
         app.include_router(router)
+    # A photo larger than the limit is refused as its body arrives, before the multipart form is parsed.
+    app.include_router(photos_router, max_body_size=upload_body_limit(app.state.settings))

@@ -59,6 +59,12 @@ class Settings(BaseSettings):
     migrations_dir: Path | None = None
     # When set, /metrics answers only to `Authorization: Bearer <token>` (for a scraper outside a private network).
     metrics_token: SecretStr | None = None
+    # Photos: empty means files under <data dir>/media; else an object-store URL (s3://bucket/prefix, gs://, az://).
+    media_storage_url: str = ""
+    # Where browsers fetch photos directly (a CDN or public bucket in front of the storage); empty: through /media.
+    media_public_base_url: str = ""
+    media_max_upload_mb: int = Field(default=25, ge=1)
+    media_max_megapixels: int = Field(default=64, ge=1)
 
     @field_validator("encryption_keys", mode="before")
     @classmethod

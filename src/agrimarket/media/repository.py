@@ -8,18 +8,12 @@ from collections.abc import Sequence
 from sqlalchemy import delete, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from agrimarket.models import MediaAsset, Product, Rendition, Variant
+from agrimarket.models import MediaAsset, Rendition, Variant
 
 
 class MediaRepository:
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
-
-    async def product_exists(self, organization_id: uuid.UUID, product_id: uuid.UUID) -> bool:
-        result = await self.session.execute(
-            select(Product.id).where(Product.id == product_id, Product.organization_id == organization_id)
-        )
-        return result.first() is not None
 
     async def variant_exists(self, organization_id: uuid.UUID, product_id: uuid.UUID, variant_id: uuid.UUID) -> bool:
         result = await self.session.execute(
@@ -34,6 +28,15 @@ class MediaRepository:
     async def asset(self, organization_id: uuid.UUID, asset_id: uuid.UUID) -> MediaAsset | None:
         result = await self.session.execute(
             select(MediaAsset).where(MediaAsset.id == asset_id, MediaAsset.organization_id == organization_id)
+        )
+        return result.scalar_one_or_none()
+
+    async def asset_in(self, organization_ids: Sequence[uuid.UUID], asset_id: uuid.UUID) -> MediaAsset | None:
+        """The asset, if it belongs to one of these organizations (those a caller reaches)."""
+        if not organization_ids:
+            return None
+        result = await self.session.execute(
+            select(MediaAsset).where(MediaAsset.id == asset_id, MediaAsset.organization_id.in_(organization_ids))
         )
         return result.scalar_one_or_none()
 

@@ -2,8 +2,11 @@
 
 Storage writes are not part of the database transaction. Adding a photo stores its (content-addressed) blobs
 first, so a rolled-back request leaves at most an unreferenced blob, never a row pointing at nothing. Removing a
-photo returns the keys no row uses any more; delete them *after* the commit (:func:`delete_blobs`, e.g. in a
-background task), so a rolled-back removal still has its files.
+photo returns the keys no row uses any more; delete them *after* the commit (:func:`delete_blobs`), so a
+rolled-back removal still has its files.
+
+A product's photos are part of every listing of it: a change to them takes the product's lock first (as every
+catalog change does), bumps the product's ``version`` and marks its listings dirty, in the same transaction.
 """
 
 from __future__ import annotations
@@ -12,7 +15,11 @@ import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from agrimarket.errors import Conflict, NotFound
+from agrimarket.accounts.permissions import Access
+from agrimarket.catalog.repository import CatalogRepository
+from agrimarket.errors import Conflict, Invalid, NotFound
+from agrimarket.inventory.repository import InventoryRepository
+from agrimarket.inventory.service import InventoryService
 from agrimarket.media.pipeline import (
     DEFAULT_LIMITS,
     MediaLimits,
@@ -25,7 +32,7 @@ from agrimarket.media.pipeline import (
 from agrimarket.media.repository import MediaRepository
 from agrimarket.media.rules import DEFAULT_RULES, ImageRule
 from agrimarket.media.storage import Storage
-from agrimarket.models import MediaAsset, Rendition
+from agrimarket.models import MediaAsset, Product, Rendition, Role
 from agrimarket.observability import get_logger
 
 log = get_logger(__name__)
@@ -50,11 +57,30 @@ class MediaService:
         *,
         rules: Sequence[ImageRule] = tuple(DEFAULT_RULES.values()),
         limits: MediaLimits = DEFAULT_LIMITS,
+        inventory: InventoryService | None = None,
     ) -> None:
         self.repo = repository
         self.storage = storage
         self.rules = tuple(rules)
         self.limits = limits
+        self.catalog = CatalogRepository(repository.session)
+        self.inventory = inventory or InventoryService(InventoryRepository(repository.session))
+
+    async def product_organization(
+        self, access: Access, product_id: uuid.UUID, *, variant_id: uuid.UUID | None = None
+    ) -> uuid.UUID:
+        """The organization of a product the caller reaches (404 otherwise, as for a product that does not exist);
+        ``variant_id``, when given, must be one of the product's variants."""
+        product = access.reach(await self.catalog.product(product_id), "Product", Role.member)
+        if variant_id is not None and not await self.repo.variant_exists(
+            product.organization_id, product.id, variant_id
+        ):
+            raise Invalid("This variant is not one of this product's variants.", field="variant_id")
+        return product.organization_id
+
+    async def photo_organization(self, access: Access, asset_id: uuid.UUID) -> uuid.UUID:
+        """The organization of a photo the caller reaches (404 otherwise)."""
+        return access.reach(await self.repo.asset_in(access.organization_ids, asset_id), "Photo").organization_id
 
     async def add_photo(
         self,
@@ -71,8 +97,7 @@ class MediaService:
         statement) is not held while the photo is decoded. Sending the same photo again returns the first one.
         """
         normalised, results = await ingest(data, filename, self.storage, self.rules, limits=self.limits)
-        if not await self.repo.product_exists(organization_id, product_id):
-            raise NotFound(PRODUCT_NOT_FOUND)
+        product = await self._locked_product(organization_id, product_id)
         if variant_id is not None and not await self.repo.variant_exists(organization_id, product_id, variant_id):
             raise NotFound("This variant does not exist on this product.")
         existing = await self.repo.same_photo(organization_id, product_id, variant_id, normalised.content_hash)
@@ -82,7 +107,9 @@ class MediaService:
         asset.position = await self.repo.next_position(product_id)
         self.repo.session.add(asset)
         await self.repo.session.flush()
-        return await self._with_renditions(asset, results)
+        photo = await self._with_renditions(asset, results)
+        await self._photos_changed(product)
+        return photo
 
     async def photos(self, *, organization_id: uuid.UUID, product_id: uuid.UUID) -> list[Photo]:
         """The product's photos in display order (the first is the main image everywhere)."""
@@ -94,17 +121,17 @@ class MediaService:
         self, *, organization_id: uuid.UUID, product_id: uuid.UUID, asset_ids: Sequence[uuid.UUID]
     ) -> list[Photo]:
         """Put the product's photos in this order; the list must name each of them exactly once."""
-        if not await self.repo.product_exists(organization_id, product_id):
-            raise NotFound(PRODUCT_NOT_FOUND)
+        product = await self._locked_product(organization_id, product_id)
         assets = {asset.id: asset for asset in await self.repo.product_assets(organization_id, product_id)}
         if len(asset_ids) != len(set(asset_ids)) or set(asset_ids) != set(assets):
             raise Conflict(
                 "The photo list has changed since this page was loaded. Reload the page and try again.",
-                field="asset_ids",
+                field="photo_ids",
             )
-        for position, asset_id in enumerate(asset_ids):
-            assets[asset_id].position = position
-        await self.repo.session.flush()
+        if [asset.id for asset in assets.values()] != list(asset_ids):  # assets come in their current order
+            for position, asset_id in enumerate(asset_ids):
+                assets[asset_id].position = position
+            await self._photos_changed(product)
         return await self.photos(organization_id=organization_id, product_id=product_id)
 
     async def remove_photo(self, *, organization_id: uuid.UUID, asset_id: uuid.UUID) -> list[str]:
@@ -112,15 +139,18 @@ class MediaService:
         asset = await self.repo.asset(organization_id, asset_id)
         if asset is None:
             raise NotFound(PHOTO_NOT_FOUND)
+        product = await self._locked_product(organization_id, asset.product_id) if asset.product_id else None
+        if product is not None and (asset := await self.repo.asset(organization_id, asset_id)) is None:
+            raise NotFound(PHOTO_NOT_FOUND)  # removed by someone else while this request waited for the lock
         renditions = (await self.repo.renditions([asset.id]))[asset.id]
         await self.repo.delete_renditions(asset.id)
         await self.repo.session.delete(asset)
         await self.repo.session.flush()
-        if asset.product_id is not None:
-            remaining = await self.repo.product_assets(organization_id, asset.product_id)
+        if product is not None:
+            remaining = await self.repo.product_assets(organization_id, product.id)
             for position, other in enumerate(remaining):
                 other.position = position
-            await self.repo.session.flush()
+            await self._photos_changed(product)
         if await self.repo.photo_in_use(asset.content_hash):
             return []  # the same photo is used elsewhere (same bytes, another product or farm)
         return [asset.storage_key, *(rendition.storage_key for rendition in renditions)]
@@ -133,6 +163,19 @@ class MediaService:
         current = {r.purpose: r for r in (await self.repo.renditions([asset.id]))[asset.id]}
         results = await render(asset, self.rules, self.storage, known=current)
         return await self._with_renditions(asset, results)
+
+    async def _locked_product(self, organization_id: uuid.UUID, product_id: uuid.UUID) -> Product:
+        """Row-locked and re-read: concurrent uploads cannot take the same position or lose a version bump."""
+        product = await self.catalog.product(product_id, lock=True)
+        if product is None or product.organization_id != organization_id:
+            raise NotFound(PRODUCT_NOT_FOUND)
+        return product
+
+    async def _photos_changed(self, product: Product) -> None:
+        product.version += 1
+        await self.repo.session.flush()
+        variants = (await self.catalog.variants([product.id]))[product.id]
+        await self.inventory.mark_listings_dirty([variant.id for variant in variants])
 
     async def _with_renditions(self, asset: MediaAsset, results: Iterable[RenditionResult]) -> Photo:
         """Rendition rows brought in line with ``results``: new ones added, outdated ones updated."""
