@@ -26,7 +26,9 @@ def get_settings_dep(request: Request) -> Settings:
 async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
     """One transaction per request: committed when the endpoint returns, rolled back when it raises.
 
-    Reads begin deferred on SQLite; writes take the write lock up front (``BEGIN IMMEDIATE``).
+    Function-scoped (see ``SessionDep``): the commit happens before the response is sent, so a commit that fails
+    answers with an error instead of a success the database never kept. Reads begin deferred on SQLite; writes
+    take the write lock up front (``BEGIN IMMEDIATE``).
     """
     state = request.app.state
     maker = state.read_sessionmaker if request.method in SAFE_METHODS else state.sessionmaker
@@ -34,7 +36,8 @@ async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
         yield session
 
 
-SessionDep = Annotated[AsyncSession, Depends(get_session)]
+# scope="function": FastAPI's default runs a yield dependency's exit after the response has gone out.
+SessionDep = Annotated[AsyncSession, Depends(get_session, scope="function")]
 SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
 
 

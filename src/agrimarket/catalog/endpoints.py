@@ -15,6 +15,7 @@ from agrimarket.deps import PrincipalDep, SessionDep
 from agrimarket.inventory.repository import InventoryRepository
 from agrimarket.inventory.service import InventoryService
 from agrimarket.kit.pagination import Cursor, Page
+from agrimarket.kit.text import SearchText
 from agrimarket.models import Category, ProductStatus, StockLevel, Variant
 
 router = APIRouter(prefix="/api/v1", tags=["catalog"])
@@ -84,7 +85,7 @@ async def list_products(
     organization_id: uuid.UUID,
     principal: PrincipalDep,
     catalog: CatalogServiceDep,
-    q: Annotated[str | None, Query(max_length=200, description="Name or SKU; accents optional.")] = None,
+    q: SearchText | None = None,
     category: Category | None = None,
     status: Annotated[ProductStatus, Query(description="Archived products are listed only when asked for.")] = (
         ProductStatus.active

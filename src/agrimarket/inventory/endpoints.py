@@ -7,11 +7,13 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query
 
+from agrimarket.catalog.fields import MAX_ON_HAND
 from agrimarket.deps import PrincipalDep, SessionDep
 from agrimarket.inventory import schemas
 from agrimarket.inventory.repository import InventoryRepository
 from agrimarket.inventory.service import InventoryService, StockRow
 from agrimarket.kit.pagination import Cursor, Page
+from agrimarket.kit.text import SearchText
 from agrimarket.models import MovementKind
 
 router = APIRouter(prefix="/api/v1", tags=["stock"])
@@ -105,9 +107,9 @@ async def list_stock(
     principal: PrincipalDep,
     inventory: InventoryServiceDep,
     available_lte: Annotated[
-        int | None, Query(ge=0, description="Only variants with this many or fewer to sell.")
+        int | None, Query(ge=0, le=MAX_ON_HAND, description="Only variants with this many or fewer to sell.")
     ] = None,
-    q: Annotated[str | None, Query(max_length=200, description="Product name or SKU, accents optional.")] = None,
+    q: SearchText | None = None,
     include_archived: bool = False,
     cursor: str | None = None,
     limit: Limit = 50,

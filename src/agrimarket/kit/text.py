@@ -6,6 +6,7 @@ import re
 import unicodedata
 from typing import Annotated
 
+from fastapi import Query
 from pydantic import AfterValidator
 
 _SPACES = re.compile(r"\s+")
@@ -36,4 +37,8 @@ def fold(value: str) -> str:
 
 
 Line = Annotated[str, AfterValidator(clean_line)]
+# A search box: cleaned like any one-line text (a NUL or a control character is dropped, not sent to the database).
+SearchText = Annotated[
+    str, AfterValidator(clean_line), Query(max_length=200, description="Name or SKU; accents optional.")
+]
 Text = Annotated[str, AfterValidator(clean_text)]

@@ -15,6 +15,7 @@ from agrimarket.worker.schemas import JobOut
 from agrimarket.worker.service import JobService
 
 router = APIRouter(prefix="/api/v1", tags=["jobs"])
+JOB_KIND_PATTERN = r"^[a-z0-9_.:-]+$"
 
 
 def get_job_service(session: SessionDep) -> JobService:
@@ -29,7 +30,9 @@ async def list_jobs(
     principal: PrincipalDep,
     jobs: JobServiceDep,
     status: JobStatus | None = None,
-    kind: Annotated[str | None, Query(max_length=100)] = None,
+    kind: Annotated[
+        str | None, Query(max_length=100, pattern=r"^[a-z0-9_.:-]+$", description="e.g. `sync.connection`")
+    ] = None,
     organization_id: uuid.UUID | None = None,
     cursor: str | None = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
