@@ -59,3 +59,11 @@ async def test_a_search_with_a_nul_byte_is_searched_without_it(client: httpx.Asy
     assert products.status_code == 200
     assert stock.status_code == 422
     assert stock.json()["field"] == "available_lte"
+
+
+async def test_the_frameworks_own_refusals_come_in_the_same_error_shape(client: httpx.AsyncClient) -> None:
+    missing = await client.get("/api/v1/no-such-thing")
+    wrong_method = await client.delete("/healthz")
+    assert (missing.status_code, missing.json()["code"]) == (404, "not_found")
+    assert (wrong_method.status_code, wrong_method.json()["code"]) == (405, "method_not_allowed")
+    assert wrong_method.headers["allow"]

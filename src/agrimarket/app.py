@@ -11,6 +11,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DataError, IntegrityError
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from agrimarket import migrate
 from agrimarket.config import Settings, get_settings
@@ -68,6 +69,19 @@ async def _integrity_error(_request: Request, exc: Exception) -> JSONResponse:
     )
 
 
+_HTTP_CODES = {401: "not_authenticated", 404: "not_found", 405: "method_not_allowed", 413: "payload_too_large"}
+
+
+async def _http_error(_request: Request, exc: Exception) -> JSONResponse:
+    """The framework's own refusals (no such route, wrong method) in our error shape."""
+    assert isinstance(exc, StarletteHTTPException)
+    return JSONResponse(
+        {"code": _HTTP_CODES.get(exc.status_code, "http_error"), "message": str(exc.detail)},
+        status_code=exc.status_code,
+        headers=getattr(exc, "headers", None),
+    )
+
+
 async def _data_error(_request: Request, exc: Exception) -> JSONResponse:
     # The database refused a value the validation let through (a NUL byte, a number out of its range): the
     # caller's input, so a 422, never a 500. Validation at the edges should make this rare; it is the safety net.
@@ -119,6 +133,7 @@ def create_app(settings: Settings | None = None, *, companions: list[Companion] 
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(IntegrityError, _integrity_error)
     app.add_exception_handler(DataError, _data_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
     _include_routers(app)
     # Added last, so it is the outermost middleware: its request id and timing cover every other one.
     app.add_middleware(ObservabilityMiddleware)
