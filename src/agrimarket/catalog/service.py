@@ -122,7 +122,7 @@ class CatalogService:
         if _apply(product, changes):
             variants = (await self.repo.variants([product.id]))[product.id]
             product.search_key = _search_key(product.name, [(v.name, v.sku) for v in variants])
-            await self._product_changed(product, variants)
+            await self.product_changed(product, variants)
         return await self._view(product)
 
     async def archive_product(self, access: Access, product_id: uuid.UUID) -> ProductView:
@@ -130,7 +130,7 @@ class CatalogService:
         product = await self._product_in_reach(access, product_id, lock=True, at_least=Role.admin)
         if product.status is not ProductStatus.archived:
             product.status = ProductStatus.archived
-            await self._product_changed(product, (await self.repo.variants([product.id]))[product.id])
+            await self.product_changed(product)
         return await self._view(product)
 
     # -- variants ---------------------------------------------------------------------------------------------
@@ -144,7 +144,7 @@ class CatalogService:
         variant, level = await self._insert_variant(product, data, position, "", actor_user_id)
         variants = (await self.repo.variants([product.id]))[product.id]
         product.search_key = _search_key(product.name, [(v.name, v.sku) for v in variants])
-        await self._product_changed(product, variants)
+        await self.product_changed(product, variants)
         return VariantView(variant, level)
 
     async def get_variant(self, access: Access, variant_id: uuid.UUID) -> VariantView:
@@ -185,7 +185,7 @@ class CatalogService:
                 )
             variant.archived_at = utcnow()
             variant.version += 1
-            await self._product_changed(product, variants)
+            await self.product_changed(product, variants)
         return VariantView(variant, (await self.inventory.levels_of([variant.id])).get(variant.id))
 
     # -- certifications ---------------------------------------------------------------------------------------
@@ -197,7 +197,7 @@ class CatalogService:
             raise Conflict(f"This product already has {data.kind.value} certificate {data.number}.", field="number")
         certification = _certification(product.id, data)
         self.repo.add(certification)
-        await self._product_changed(product, (await self.repo.variants([product.id]))[product.id])
+        await self.product_changed(product)
         return certification
 
     async def remove_certification(self, access: Access, certification_id: uuid.UUID) -> None:
@@ -209,7 +209,7 @@ class CatalogService:
         if (certification := await self.repo.certification(certification_id, lock=True)) is None:
             raise NotFound("Certification not found.")  # removed by someone else while this request waited
         await self.repo.delete(certification)
-        await self._product_changed(product, (await self.repo.variants([product.id]))[product.id])
+        await self.product_changed(product)
 
     # -- helpers ----------------------------------------------------------------------------------------------
 
@@ -234,9 +234,12 @@ class CatalogService:
         assert product is not None  # a variant's or certification's product: the foreign key guarantees it
         return product
 
-    async def _product_changed(self, product: Product, variants: Sequence[Variant]) -> None:
+    async def product_changed(self, product: Product, variants: Sequence[Variant] | None = None) -> None:
+        """Something the channels show changed (fields, variants, photos): bump the version, mark listings dirty."""
         product.version += 1
         await self.repo.flush()
+        if variants is None:
+            variants = (await self.repo.variants([product.id]))[product.id]
         await self.inventory.mark_listings_dirty([v.id for v in variants])
 
     async def _skus_free(

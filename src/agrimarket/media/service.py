@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 from agrimarket.accounts.permissions import Access
 from agrimarket.catalog.repository import CatalogRepository
+from agrimarket.catalog.service import CatalogService
 from agrimarket.errors import Conflict, Invalid, NotFound
 from agrimarket.inventory.repository import InventoryRepository
 from agrimarket.inventory.service import InventoryService
@@ -108,7 +109,7 @@ class MediaService:
         self.repo.session.add(asset)
         await self.repo.session.flush()
         photo = await self._with_renditions(asset, results)
-        await self._photos_changed(product)
+        await CatalogService(self.catalog, self.inventory).product_changed(product)
         return photo
 
     async def photos(self, *, organization_id: uuid.UUID, product_id: uuid.UUID) -> list[Photo]:
@@ -131,7 +132,7 @@ class MediaService:
         if [asset.id for asset in assets.values()] != list(asset_ids):  # assets come in their current order
             for position, asset_id in enumerate(asset_ids):
                 assets[asset_id].position = position
-            await self._photos_changed(product)
+            await CatalogService(self.catalog, self.inventory).product_changed(product)
         return await self.photos(organization_id=organization_id, product_id=product_id)
 
     async def remove_photo(self, *, organization_id: uuid.UUID, asset_id: uuid.UUID) -> list[str]:
@@ -150,7 +151,7 @@ class MediaService:
             remaining = await self.repo.product_assets(organization_id, product.id)
             for position, other in enumerate(remaining):
                 other.position = position
-            await self._photos_changed(product)
+            await CatalogService(self.catalog, self.inventory).product_changed(product)
         if await self.repo.photo_in_use(asset.content_hash):
             return []  # the same photo is used elsewhere (same bytes, another product or farm)
         return [asset.storage_key, *(rendition.storage_key for rendition in renditions)]
@@ -170,12 +171,6 @@ class MediaService:
         if product is None or product.organization_id != organization_id:
             raise NotFound(PRODUCT_NOT_FOUND)
         return product
-
-    async def _photos_changed(self, product: Product) -> None:
-        product.version += 1
-        await self.repo.session.flush()
-        variants = (await self.catalog.variants([product.id]))[product.id]
-        await self.inventory.mark_listings_dirty([variant.id for variant in variants])
 
     async def _with_renditions(self, asset: MediaAsset, results: Iterable[RenditionResult]) -> Photo:
         """Rendition rows brought in line with ``results``: new ones added, outdated ones updated."""
