@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install run worker test lint format typecheck migrate openapi bench lock clean
+.PHONY: help install run worker test lint format typecheck migrate migration openapi bench lock clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -42,6 +42,11 @@ typecheck: $(STAMP)  ## mypy, strict
 
 migrate: $(STAMP)  ## migrate the configured database to the latest schema
 	$(BIN)/agrimarket db upgrade
+
+migration: $(STAMP)  ## new migration from model changes: make migration m="add harvest region"
+	@test -n "$(m)" || { echo 'usage: make migration m="what changed"'; exit 2; }
+	$(BIN)/agrimarket db upgrade
+	$(BIN)/agrimarket db revision --message "$(m)"
 
 openapi: $(STAMP)  ## regenerate openapi/openapi.json from the app
 	$(BIN)/agrimarket openapi --output openapi/openapi.json

@@ -45,6 +45,8 @@ def _db(args: argparse.Namespace, settings: Settings) -> int:
         migrate.upgrade(settings, args.revision)
     elif args.db_command == "downgrade":
         migrate.downgrade(settings, args.revision)
+    elif args.db_command == "revision":
+        migrate.revision(settings, args.message)
     elif args.db_command == "head":
         print(migrate.head_revision(settings))
     return 0
@@ -159,6 +161,10 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("revision", nargs="?", default="head")
     down = db_commands.add_parser("downgrade", help="migrate down to a revision ('base' for empty)")
     down.add_argument("revision")
+    rev = db_commands.add_parser(
+        "revision", help="write a new migration from the models' difference with the (migrated) configured database"
+    )
+    rev.add_argument("--message", "-m", required=True)
     db_commands.add_parser("head", help="print the latest migration's revision")
     db.set_defaults(handler=_db)
 
