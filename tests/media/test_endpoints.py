@@ -525,3 +525,19 @@ async def test_the_photo_thread_pool_stops_with_the_app_and_a_new_app_gets_a_new
         pool.submit(sum, [1, 2])
     assert cpu_executor() is not pool
     assert cpu_executor().submit(sum, [1, 2]).result() == 3
+
+
+async def test_a_product_read_and_its_list_carry_its_photos_in_order(
+    client: httpx.AsyncClient, farmer: Account, product: dict[str, Any]
+) -> None:
+    first = (await upload(client, farmer, product["id"], a_photo(seed=1))).json()
+    second = (await upload(client, farmer, product["id"], a_photo(seed=2))).json()
+    other = await create_product(client, farmer, name="Tiêu đen")
+
+    detail = await client.get(f"/api/v1/products/{product['id']}", headers=farmer.headers)
+    listed = await client.get(f"/api/v1/organizations/{farmer.organization_id}/products", headers=farmer.headers)
+
+    assert [p["id"] for p in detail.json()["photos"]] == [first["id"], second["id"]]
+    assert detail.json()["photos"][0]["thumbnails"][0]["url"].startswith("/media/")
+    photos_by_product = {item["id"]: [p["id"] for p in item["photos"]] for item in listed.json()["items"]}
+    assert photos_by_product == {product["id"]: [first["id"], second["id"]], other["id"]: []}

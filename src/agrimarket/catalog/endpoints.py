@@ -11,11 +11,14 @@ from fastapi import APIRouter, Depends, Query, status
 from agrimarket.catalog import schemas
 from agrimarket.catalog.repository import CatalogRepository
 from agrimarket.catalog.service import CatalogService, ProductFilters, ProductView, VariantView
-from agrimarket.deps import PrincipalDep, SessionDep
+from agrimarket.config import Settings
+from agrimarket.deps import PrincipalDep, SessionDep, SettingsDep
 from agrimarket.inventory.repository import InventoryRepository
 from agrimarket.inventory.service import InventoryService
 from agrimarket.kit.pagination import Cursor, Page
 from agrimarket.kit.text import SearchText
+from agrimarket.media.endpoints import MediaServiceDep, photo_out
+from agrimarket.media.service import MediaService
 from agrimarket.models import Category, ProductStatus, StockLevel, Variant
 
 router = APIRouter(prefix="/api/v1", tags=["catalog"])
@@ -85,6 +88,8 @@ async def list_products(
     organization_id: uuid.UUID,
     principal: PrincipalDep,
     catalog: CatalogServiceDep,
+    media: MediaServiceDep,
+    settings: SettingsDep,
     q: SearchText | None = None,
     category: Category | None = None,
     status: Annotated[ProductStatus, Query(description="Archived products are listed only when asked for.")] = (
@@ -94,21 +99,42 @@ async def list_products(
     harvested_to: date | None = None,
     cursor: str | None = None,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
-) -> Page[schemas.ProductOut]:
-    """The organization's products, newest first, with filters; pass `next_cursor` back as `cursor`."""
+) -> Page[schemas.ProductWithPhotosOut]:
+    """The organization's products with their photos, newest first, filtered; pass `next_cursor` back as `cursor`."""
     filters = ProductFilters(
         q=q, category=category, status=status, harvested_from=harvested_from, harvested_to=harvested_to
     )
     views, next_cursor = await catalog.list_products(
         principal.access, organization_id, filters, cursor=Cursor.decode(cursor) if cursor else None, limit=limit
     )
-    return Page(items=[product_out(v) for v in views], next_cursor=next_cursor.encode() if next_cursor else None)
+    return Page(
+        items=await _with_photos(views, media, settings), next_cursor=next_cursor.encode() if next_cursor else None
+    )
 
 
 @router.get("/products/{product_id}")
-async def get_product(product_id: uuid.UUID, principal: PrincipalDep, catalog: CatalogServiceDep) -> schemas.ProductOut:
-    """One product with its variants, stock and certifications."""
-    return product_out(await catalog.get_product(principal.access, product_id))
+async def get_product(
+    product_id: uuid.UUID,
+    principal: PrincipalDep,
+    catalog: CatalogServiceDep,
+    media: MediaServiceDep,
+    settings: SettingsDep,
+) -> schemas.ProductWithPhotosOut:
+    """One product with its variants, stock, certifications and photos."""
+    (product,) = await _with_photos([await catalog.get_product(principal.access, product_id)], media, settings)
+    return product
+
+
+async def _with_photos(
+    views: list[ProductView], media: MediaService, settings: Settings
+) -> list[schemas.ProductWithPhotosOut]:
+    photos = await media.photos_of_products([view.product.id for view in views])
+    return [
+        schemas.ProductWithPhotosOut(
+            **product_out(view).model_dump(), photos=[photo_out(settings, p) for p in photos[view.product.id]]
+        )
+        for view in views
+    ]
 
 
 @router.patch("/products/{product_id}")

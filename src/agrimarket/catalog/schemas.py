@@ -25,6 +25,7 @@ from agrimarket.catalog.fields import (
     WeightGrams,
     today_in_vietnam,
 )
+from agrimarket.media.schemas import PhotoOut
 from agrimarket.models import Category, CertificationKind, ProductStatus, Unit
 
 
@@ -178,6 +179,10 @@ class ProductOut(BaseModel):
     updated_at: datetime
     variants: list[VariantOut]
     certifications: list[CertificationOut]
+
+
+class ProductWithPhotosOut(ProductOut):
+    photos: list[PhotoOut] = Field(description="In display order; the first is the main image on every channel.")
 
 
 def best_before(harvest_date: date | None, shelf_life_days: int | None) -> date | None:

@@ -72,11 +72,9 @@ MediaServiceDep = Annotated[MediaService, Depends(get_media_service)]
 async def _delete_after_commit(storage: StorageDep) -> AsyncIterator[list[str]]:
     """Storage keys to delete once the request's transaction has committed.
 
-    Not ``BackgroundTasks``: the request's session is a request-scoped dependency, and FastAPI closes those after
-    the response *and its background tasks*, so a background task would delete the files before the commit. A
-    route lists this in ``dependencies=[...]``, which FastAPI enters before any parameter's dependencies, so it is
-    left after the session has committed. If the endpoint or the commit raised, it never gets past ``yield`` and
-    the files stay with their rows.
+    A route lists this in ``dependencies=[...]``: a request-scoped dependency, left after the response is sent,
+    so after the function-scoped session (``deps.SessionDep``) has committed. If the endpoint or the commit raised,
+    it never gets past ``yield`` and the files stay with their rows.
     """
     keys: list[str] = []
     yield keys

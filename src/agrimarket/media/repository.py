@@ -40,6 +40,21 @@ class MediaRepository:
         )
         return result.scalar_one_or_none()
 
+    async def assets_of_products(self, product_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, list[MediaAsset]]:
+        """Photos of many products at once (a page of a product list), each product's in display order."""
+        found: dict[uuid.UUID, list[MediaAsset]] = {product_id: [] for product_id in product_ids}
+        if not product_ids:
+            return found
+        result = await self.session.execute(
+            select(MediaAsset)
+            .where(MediaAsset.product_id.in_(product_ids))
+            .order_by(MediaAsset.position, MediaAsset.created_at, MediaAsset.id)
+        )
+        for asset in result.scalars():
+            if asset.product_id is not None:
+                found[asset.product_id].append(asset)
+        return found
+
     async def product_assets(self, organization_id: uuid.UUID, product_id: uuid.UUID) -> list[MediaAsset]:
         result = await self.session.execute(
             select(MediaAsset)

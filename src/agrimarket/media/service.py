@@ -118,6 +118,15 @@ class MediaService:
         renditions = await self.repo.renditions([asset.id for asset in assets])
         return [Photo(asset, {rendition.purpose: rendition for rendition in renditions[asset.id]}) for asset in assets]
 
+    async def photos_of_products(self, product_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, list[Photo]]:
+        """Photos of products the caller has already been checked to reach (two queries for a whole page)."""
+        assets = await self.repo.assets_of_products(product_ids)
+        renditions = await self.repo.renditions([a.id for photos in assets.values() for a in photos])
+        return {
+            product_id: [Photo(a, {r.purpose: r for r in renditions[a.id]}) for a in product_assets]
+            for product_id, product_assets in assets.items()
+        }
+
     async def reorder(
         self, *, organization_id: uuid.UUID, product_id: uuid.UUID, asset_ids: Sequence[uuid.UUID]
     ) -> list[Photo]:
