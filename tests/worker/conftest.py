@@ -12,7 +12,7 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from agrimarket.config import Settings
-from agrimarket.db import make_sessionmaker
+from agrimarket.db import create_engine, make_sessionmaker
 from agrimarket.worker import Registry, Worker
 from tests.conftest import _wipe
 
@@ -66,3 +66,11 @@ async def wait_for(predicate: Callable[[], bool], within: float = 10.0, what: st
             raise AssertionError(f"timed out after {within}s waiting for {what}")
         await asyncio.sleep(0.005)
     return time.monotonic() - started
+
+
+@pytest.fixture
+async def engine_b(worker_settings: Settings) -> AsyncIterator[AsyncEngine]:
+    """A second engine on the same database: what another worker process would have."""
+    engine = create_engine(worker_settings)
+    yield engine
+    await engine.dispose()

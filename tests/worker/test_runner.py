@@ -16,7 +16,7 @@ from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from agrimarket.config import Settings
-from agrimarket.db import create_engine, transaction
+from agrimarket.db import transaction
 from agrimarket.models import Job, JobStatus, utcnow
 from agrimarket.worker import (
     JobContext,
@@ -375,14 +375,6 @@ async def test_a_worker_that_lost_its_lease_stops_the_handler_and_leaves_the_job
 
 
 # -- concurrency --------------------------------------------------------------------------------------------------
-
-
-@pytest.fixture
-async def engine_b(worker_settings: Settings) -> Any:
-    """A second engine: a second worker process as far as the database can tell."""
-    engine = create_engine(worker_settings)
-    yield engine
-    await engine.dispose()
 
 
 async def test_two_workers_never_run_the_same_job(

@@ -6,26 +6,18 @@ import asyncio
 import math
 import uuid
 from collections import Counter
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from agrimarket.config import Settings
-from agrimarket.db import create_engine, transaction
+from agrimarket.db import transaction
 from agrimarket.models import Job, JobStatus, utcnow
 from agrimarket.worker import JobContext, Registry, Worker
 
 PERIOD = 0.5
-
-
-@pytest.fixture
-async def engine_b(worker_settings: Settings) -> AsyncIterator[AsyncEngine]:
-    engine = create_engine(worker_settings)
-    yield engine
-    await engine.dispose()
 
 
 async def test_two_workers_schedule_each_period_once(

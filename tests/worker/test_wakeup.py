@@ -6,7 +6,7 @@ import asyncio
 import json
 import statistics
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +14,7 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from agrimarket.config import Settings
-from agrimarket.db import create_engine, transaction
+from agrimarket.db import transaction
 from agrimarket.worker import JobContext, Registry, Worker, enqueue
 from tests.worker.conftest import wait_for
 
@@ -67,19 +67,12 @@ async def test_in_process_wake_up_is_immediate(
     assert max(latencies) < LIMIT, latencies
 
 
-@pytest.fixture
-async def other_process_engine(worker_settings: Settings) -> AsyncIterator[AsyncEngine]:
-    engine = create_engine(worker_settings)
-    yield engine
-    await engine.dispose()
-
-
 async def test_notify_wakes_a_worker_in_another_process(
     db: async_sessionmaker[AsyncSession],
     registry: Registry,
     make_worker: Callable[..., Worker],
     engine: AsyncEngine,
-    other_process_engine: AsyncEngine,
+    engine_b: AsyncEngine,
     worker_settings: Settings,
     artifacts_dir: Path,
 ) -> None:
@@ -89,7 +82,7 @@ async def test_notify_wakes_a_worker_in_another_process(
         pytest.skip("LISTEN/NOTIFY is PostgreSQL's; on SQLite the worker runs in the server process")
     slow_poll = worker_settings.model_copy(update={"worker_poll_interval_seconds": 30.0})
     async with make_worker(
-        engine=other_process_engine, settings=slow_poll, wake_in_process=False, listen=True, concurrency=1
+        engine=engine_b, settings=slow_poll, wake_in_process=False, listen=True, concurrency=1
     ) as worker:
         await asyncio.wait_for(worker.listening.wait(), 5)
         await asyncio.sleep(0.1)
