@@ -49,6 +49,11 @@ class Settings(BaseSettings):
     worker_scheduler: bool = True  # run the periodic schedules (safe in every worker: one job per period)
     worker_metrics_interval_seconds: float = Field(default=15.0, gt=0)
     job_retention_days: int = Field(default=14, ge=1)  # finished jobs are purged after this; dead ones stay
+    # The sync engine (agrimarket.sync): catalogue and stock changes pushed to every connected channel.
+    sync_coalesce_seconds: float = Field(default=0.05, ge=0)  # changes within this fold into one push
+    sync_lease_seconds: float = Field(default=30.0, gt=0)  # one worker per shop; a dead one's lease lapses
+    sync_circuit_threshold: int = Field(default=5, ge=1)  # failed runs in a row that open a shop's circuit
+    sync_circuit_cooldown_seconds: float = Field(default=60.0, ge=0)  # a shop with an open circuit rests this long
     log_level: str = "INFO"
     log_json: bool | None = None
     session_cookie_name: str = "agrimarket_session"

@@ -13,7 +13,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import InstrumentedAttribute
 
 from agrimarket.kit.pagination import Cursor
-from agrimarket.models import Listing, Product, ProductStatus, StockLevel, StockMovement, Variant
+from agrimarket.models import Listing, ListingStatus, Product, ProductStatus, StockLevel, StockMovement, Variant
+from agrimarket.sync.queue import request_sync
 
 Row = TypeVarTuple("Row")
 
@@ -146,10 +147,14 @@ class InventoryRepository:
             return 0
         result = await self.session.execute(
             update(Listing)
-            .where(Listing.variant_id.in_(list(variant_ids)))
+            .where(Listing.variant_id.in_(list(variant_ids)), Listing.status != ListingStatus.delisted)
             .values(desired_version=Listing.desired_version + 1)
+            .returning(Listing.connection_id, Listing.organization_id)
+            .execution_options(synchronize_session=False)
         )
-        return int(getattr(result, "rowcount", 0) or 0)
+        rows = result.all()
+        await request_sync(self.session, {connection_id: organization_id for connection_id, organization_id in rows})
+        return len(rows)
 
     def add(self, *objects: object) -> None:
         self.session.add_all(objects)

@@ -58,6 +58,17 @@ class ChannelConnection(IdMixin, TimestampMixin, Base):
     last_synced_at: Mapped[datetime | None]
     # Reconciliation cursor: orders updated since this instant are polled (with overlap).
     orders_cursor: Mapped[datetime | None]
+    # Bumped on every credentials write: a token refresh saves only over the credentials it started from, so two
+    # processes refreshing at once cannot overwrite each other (Shopee refresh tokens are single-use).
+    credentials_version: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
+    # The sync lease: one worker at a time pushes to a shop, so its rate limit holds across processes.
+    sync_lease_owner: Mapped[str | None] = mapped_column(String(100))
+    sync_lease_expires_at: Mapped[datetime | None]
+    # The rate limiter's state (GCRA): the earliest instant the next call may go out.
+    rate_next_at: Mapped[datetime | None]
+    # The circuit: after repeated failures the shop is left alone until ``circuit_open_until``.
+    circuit_failures: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    circuit_open_until: Mapped[datetime | None]
 
     __table_args__ = (UniqueConstraint("channel", "external_shop_id"),)
 

@@ -7,7 +7,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import JSON, ForeignKey, Index, Integer, LargeBinary, String, Text, UniqueConstraint
+from sqlalchemy import JSON, ForeignKey, Index, Integer, LargeBinary, String, Text, UniqueConstraint, true
 from sqlalchemy.orm import Mapped, mapped_column
 
 from agrimarket.models.base import Base, IdMixin, str_enum, utcnow
@@ -52,6 +52,9 @@ class Job(IdMixin, Base):
     )
     # At most one queued or running job per key (e.g. "sync:<connection>"); enqueueing it again is a no-op.
     dedupe_key: Mapped[str | None] = mapped_column(String(200), unique=True)
+    # False: the key is let go when the job starts, so a change made while it runs enqueues the next run
+    # (the sync engine: a run reads the latest state, so only a queued job can fold later changes in).
+    dedupe_while_running: Mapped[bool] = mapped_column(default=True, server_default=true())
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     max_attempts: Mapped[int] = mapped_column(Integer, default=10)
     run_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -31,6 +31,7 @@ async def enqueue(
     payload: dict[str, Any] | None = None,
     *,
     dedupe_key: str | None = None,
+    dedupe_while_running: bool = True,
     run_at: datetime | None = None,
     organization_id: uuid.UUID | None = None,
     max_attempts: int = DEFAULT_MAX_ATTEMPTS,
@@ -39,8 +40,11 @@ async def enqueue(
     """Add a job in the session's transaction (flushes, never commits). The job exists only if that commits.
 
     ``dedupe_key``: at most one queued-or-running job per key; while one is, this call does nothing and returns
-    None. ``job_id``: a fixed id makes the enqueue happen at most once, ever. ``payload`` holds JSON types only,
-    ids rather than objects, and no secrets: the organization's admins can read it through the API.
+    None. With ``dedupe_while_running=False`` the key holds only while the job is queued: once it starts, the
+    next enqueue makes a new job (for work that reads the latest state when it runs, so a change made during a
+    run must cause another). ``job_id``: a fixed id makes the enqueue happen at most once, ever. ``payload``
+    holds JSON types only, ids rather than objects, and no secrets: the organization's admins can read it through
+    the API.
     Returns the new job's id.
     """
     if run_at is not None and run_at.tzinfo is None:
@@ -57,6 +61,7 @@ async def enqueue(
         "status": JobStatus.queued,
         "organization_id": organization_id,
         "dedupe_key": dedupe_key,
+        "dedupe_while_running": dedupe_while_running,
         "attempts": 0,
         "max_attempts": max_attempts,
         "run_at": run_at or now,

@@ -76,6 +76,8 @@ class JobRepository:
                 job.last_error = LEASE_EXPIRED_ERROR
                 continue
             job.status = JobStatus.running
+            if not job.dedupe_while_running:
+                job.dedupe_key = None
             job.locked_by = worker_id
             job.lease_expires_at = now + lease
             job.attempts += 1

@@ -1,0 +1,35 @@
+"""Asking for a push: one queued sync job per connection, enqueued in the transaction that made listings dirty."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from agrimarket.worker import enqueue
+
+SYNC_KIND = "sync.connection"
+SYNC_MAX_ATTEMPTS = 12
+
+
+def sync_dedupe_key(connection_id: uuid.UUID) -> str:
+    return f"sync:{connection_id}"
+
+
+async def request_sync(session: AsyncSession, connections: Mapping[uuid.UUID, uuid.UUID]) -> None:
+    """Make sure a sync job is queued for each connection (``connection id → organization id``).
+
+    Ten changes before the job starts fold into that one job: it reads the latest state when it runs. The key
+    is let go when the job starts, so a change made during a push queues the next run, which pushes it.
+    """
+    for connection_id, organization_id in sorted(connections.items()):
+        await enqueue(
+            session,
+            SYNC_KIND,
+            {"connection_id": str(connection_id)},
+            dedupe_key=sync_dedupe_key(connection_id),
+            dedupe_while_running=False,
+            organization_id=organization_id,
+            max_attempts=SYNC_MAX_ATTEMPTS,
+        )
