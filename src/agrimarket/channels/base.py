@@ -106,6 +106,8 @@ class Capabilities:
     # The media pipeline's rendition purpose for this channel's images (``agrimarket.media.rules``); None: the
     # stored normalised photo as it is.
     image_rule: str | None = None
+    # Calls to one shop that may be in flight at once (each still waits its turn under ``rate_limit``).
+    max_in_flight: int = 4
 
     def supports(self, feature: Feature) -> bool:
         return feature in self.features

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Mapping
+from datetime import datetime
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -17,11 +18,14 @@ def sync_dedupe_key(connection_id: uuid.UUID) -> str:
     return f"sync:{connection_id}"
 
 
-async def request_sync(session: AsyncSession, connections: Mapping[uuid.UUID, uuid.UUID]) -> None:
+async def request_sync(
+    session: AsyncSession, connections: Mapping[uuid.UUID, uuid.UUID], *, run_at: datetime | None = None
+) -> None:
     """Make sure a sync job is queued for each connection (``connection id → organization id``).
 
     Ten changes before the job starts fold into that one job: it reads the latest state when it runs. The key
     is let go when the job starts, so a change made during a push queues the next run, which pushes it.
+    ``run_at``: not before then (a shop whose circuit is open).
     """
     for connection_id, organization_id in sorted(connections.items()):
         await enqueue(
@@ -32,4 +36,5 @@ async def request_sync(session: AsyncSession, connections: Mapping[uuid.UUID, uu
             dedupe_while_running=False,
             organization_id=organization_id,
             max_attempts=SYNC_MAX_ATTEMPTS,
+            run_at=run_at,
         )
