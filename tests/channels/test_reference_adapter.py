@@ -633,14 +633,18 @@ async def test_a_file_backed_shop_is_one_marketplace_for_every_adapter_that_name
 
     second = connect("shop-shared", settings={"store": str(store)})
     assert (await second.set_stock([StockUpdate(item_id, sku_ids["A"], "A", 2)])).ok
+    order = second.shop.place_order("A", at=datetime(2025, 6, 1, 8, 0, tzinfo=UTC))
     second.shop.expire_token()
 
-    assert stock(ReferenceMarket.shop("shop-shared", store=store)) == {"A": 2}
+    assert stock(ReferenceMarket.shop("shop-shared", store=store)) == {"A": 1}
     assert not ReferenceMarket.shop("shop-shared").items, "the in-memory shop of that name is another shop"
     saved = json.loads(store.read_text())
     assert saved["shop-shared"]["token_expired"] is True
     with pytest.raises(AuthExpired):
         await first.get_orders([])
+    await first.refresh_credentials()
+    page = await first.list_orders(since=order.created_at, until=order.created_at + timedelta(seconds=1))
+    assert [ref.external_id for ref in page.orders] == [order.external_id]
 
 
 CALL_AND_HANG = """

@@ -15,7 +15,7 @@ import json
 import os
 import time
 import uuid
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -130,7 +130,7 @@ class Shop:
     def __init__(self, shop_id: str, store: Store) -> None:
         self.shop_id = shop_id
         self._store = store
-        self.gate: asyncio.Event | None = None  # when set here, every call waits for it (after counting in flight)
+        self.gate: asyncio.Event | None = None  # not None: every call, counted in flight, waits until it is set
         self._injections: list[_Injection] = []
 
     # -- what tests read ------------------------------------------------------------------------------------
@@ -192,6 +192,8 @@ class Shop:
         factory called each time). Injections queue: the first injected is the first raised."""
         if op != "*" and op not in OPS:
             raise ValueError(f"unknown op {op!r}; one of {', '.join(sorted(OPS))} or '*'")
+        if times < 1:
+            raise ValueError("a fault is injected for at least one call")
         self._injections.append(_Injection(op, error, times))
 
     def reject_titles_containing(self, text: str, message: str) -> None:
@@ -210,6 +212,7 @@ class Shop:
             del state.items[external_item_id]
 
     def clear_calls(self) -> None:
+        """Forget the call log and the most calls seen in flight at once (say, after setting a test up)."""
         with self.edit() as state:
             state.calls.clear()
             state.max_in_flight_seen = len(state.in_flight)
@@ -437,10 +440,6 @@ class ReferenceMarket:
             backing: Store = MemoryStore(shop_id) if path is None else FileStore(Path(path), shop_id)
             found = cls._shops[(shop_id, path)] = Shop(shop_id, backing)
         return found
-
-    @classmethod
-    def shops(cls) -> Iterator[Shop]:
-        return iter(list(cls._shops.values()))
 
     @classmethod
     def reset(cls) -> None:
