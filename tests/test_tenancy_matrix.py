@@ -25,6 +25,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from agrimarket.accounts.repository import AccountRepository
 from agrimarket.accounts.service import AccountService
+from agrimarket.channels.reference import ReferencePlugin
+from agrimarket.channels.registry import ChannelRegistry
 from agrimarket.db import make_sessionmaker, transaction
 from agrimarket.kit.crypto import new_token, token_hash
 from agrimarket.kit.phone import normalize_vn_mobile
@@ -221,6 +223,55 @@ def _sku() -> str:
     return f"MTX-{uuid.uuid4().hex[:8].upper()}"
 
 
+def _connection_body() -> dict[str, Any]:
+    shop = f"mtx-{uuid.uuid4().hex[:10]}"
+    return {
+        "channel": "reference",
+        "name": "Shop ma trận",
+        "credentials": {"shop_id": shop, "access_token": "at", "refresh_token": "rt"},
+    }
+
+
+async def _connection(ctx: Ctx, world: World, target: str) -> str:
+    response = await ctx.client.post(
+        f"/api/v1/organizations/{world.org_ids[target]}/connections",
+        json=_connection_body(),
+        headers=world.owner_of[target].headers,
+    )
+    assert response.status_code == 201, response.text
+    connection_id: str = response.json()["id"]
+    return connection_id
+
+
+def on_connection(body: Callable[[World, str], Any] | None = None) -> Make:
+    async def make(ctx: Ctx, world: World, target: str) -> Target:
+        connection_id = await _connection(ctx, world, target)
+        return Target(params={"connection_id": connection_id}, body=body(world, target) if body else None)
+
+    return make
+
+
+async def a_product_to_list(ctx: Ctx, world: World, target: str) -> Target:
+    connection_id = await _connection(ctx, world, target)
+    product = await _product(ctx, world, target)
+    return Target(params={"connection_id": connection_id}, body={"product_id": product["id"]})
+
+
+def a_listing(body: Callable[[World, str], Any] | None = None) -> Make:
+    async def make(ctx: Ctx, world: World, target: str) -> Target:
+        made = await a_product_to_list(ctx, world, target)
+        response = await ctx.client.post(
+            f"/api/v1/connections/{made.params['connection_id']}/listings",
+            json=made.body,
+            headers=world.owner_of[target].headers,
+        )
+        assert response.status_code == 201, response.text
+        params = {**made.params, "product_id": made.body["product_id"]}
+        return Target(params=params, body=body(world, target) if body else None)
+
+    return make
+
+
 CASES: list[Case] = [
     Case("GET", "/api/v1/me", 200, role=None),
     Case("GET", "/api/v1/organizations", 200, role=None),
@@ -327,6 +378,38 @@ CASES: list[Case] = [
     Case("GET", "/api/v1/products/{product_id}/photos", 200, make=a_photo),
     Case("PUT", "/api/v1/products/{product_id}/photos/order", 200, make=a_photo_order),
     Case("DELETE", "/api/v1/photos/{photo_id}", 204, make=a_photo),
+    # channels, connected shops and listings
+    Case("GET", "/api/v1/channels", 200, role=None),
+    Case(
+        "POST",
+        "/api/v1/organizations/{organization_id}/connections",
+        201,
+        role=Role.admin,
+        make=with_body(lambda _w, _t: _connection_body()),
+    ),
+    Case("GET", "/api/v1/organizations/{organization_id}/connections", 200, make=org_only),
+    Case("GET", "/api/v1/connections/{connection_id}", 200, make=on_connection()),
+    Case(
+        "PATCH",
+        "/api/v1/connections/{connection_id}",
+        200,
+        role=Role.admin,
+        make=on_connection(lambda _w, _t: {"name": "Shop đổi tên", "category_map": {"fruit": "100629"}}),
+    ),
+    Case("DELETE", "/api/v1/connections/{connection_id}", 204, role=Role.admin, make=on_connection()),
+    Case("POST", "/api/v1/connections/{connection_id}/listings", 201, make=a_product_to_list),
+    Case("GET", "/api/v1/connections/{connection_id}/listings", 200, make=a_listing()),
+    Case("GET", "/api/v1/connections/{connection_id}/listings/{product_id}", 200, make=a_listing()),
+    Case(
+        "PATCH",
+        "/api/v1/connections/{connection_id}/listings/{product_id}",
+        200,
+        make=a_listing(lambda _w, _t: {"overrides": {"price_rule": {"markup_percent": 8}}}),
+    ),
+    Case("POST", "/api/v1/connections/{connection_id}/listings/{product_id}/pause", 200, make=a_listing()),
+    Case("POST", "/api/v1/connections/{connection_id}/listings/{product_id}/resume", 200, make=a_listing()),
+    Case("DELETE", "/api/v1/connections/{connection_id}/listings/{product_id}", 200, make=a_listing()),
+    Case("GET", "/api/v1/products/{product_id}/listings", 200, make=a_listing()),
     # background jobs
     Case("GET", "/api/v1/jobs", 200, role=None),
     Case("GET", "/api/v1/jobs/{job_id}", 200, role=Role.admin, make=a_dead_job),
@@ -338,6 +421,15 @@ PUBLIC_ROUTES = {"POST /api/v1/auth/register", "POST /api/v1/auth/login", "POST 
 
 
 # -- the world ------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(autouse=True)
+def channels(app: FastAPI) -> ChannelRegistry:
+    """The reference channel, whatever else is installed: connections are made on it."""
+    registry = ChannelRegistry()
+    registry.add(ReferencePlugin())
+    app.state.channels = registry
+    return registry
 
 
 @pytest.fixture(scope="module")

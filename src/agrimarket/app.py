@@ -173,6 +173,7 @@ def _in_process_worker(app: FastAPI) -> Any:
 def _include_routers(app: FastAPI) -> None:
     from agrimarket.accounts.endpoints import router as accounts_router
     from agrimarket.catalog.endpoints import router as catalog_router
+    from agrimarket.channels.endpoints import router as channels_router
     from agrimarket.health import router as health_router
     from agrimarket.inventory.endpoints import router as stock_router
     from agrimarket.media.endpoints import files_router as media_files_router
@@ -180,7 +181,15 @@ def _include_routers(app: FastAPI) -> None:
     from agrimarket.media.endpoints import upload_body_limit
     from agrimarket.worker.endpoints import router as jobs_router
 
-    for router in (health_router, accounts_router, jobs_router, catalog_router, stock_router, media_files_router):
+    for router in (
+        health_router,
+        accounts_router,
+        jobs_router,
+        catalog_router,
+        stock_router,
+        channels_router,
+        media_files_router,
+    ):
         app.include_router(router)
     # A photo larger than the limit is refused as its body arrives, before the multipart form is parsed.
     app.include_router(photos_router, max_body_size=upload_body_limit(app.state.settings))
