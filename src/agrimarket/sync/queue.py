@@ -38,3 +38,21 @@ async def request_sync(
             max_attempts=SYNC_MAX_ATTEMPTS,
             run_at=run_at,
         )
+
+
+async def sync_after_lease(
+    session: AsyncSession, connection_id: uuid.UUID, organization_id: uuid.UUID, at: datetime
+) -> None:
+    """A shop found busy: its holder looks for new work when it lets go, unless it died first. This job, due
+    when the holder's lease lapses, covers that case. Its own key, so it never holds back the ordinary job a live
+    holder queues on its way out."""
+    await enqueue(
+        session,
+        SYNC_KIND,
+        {"connection_id": str(connection_id)},
+        dedupe_key=f"sync-after-lease:{connection_id}",
+        dedupe_while_running=False,
+        organization_id=organization_id,
+        max_attempts=SYNC_MAX_ATTEMPTS,
+        run_at=at,
+    )

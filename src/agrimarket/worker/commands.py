@@ -15,6 +15,7 @@ from agrimarket.config import Settings
 from agrimarket.db import create_engine, make_sessionmaker, reader, transaction
 from agrimarket.models import Job, JobStatus
 from agrimarket.observability import configure_logging, get_logger
+from agrimarket.sync.runtime import close_runtime
 from agrimarket.worker.registry import load_task_modules
 from agrimarket.worker.repository import JobRepository
 from agrimarket.worker.runner import Worker
@@ -33,8 +34,11 @@ async def worker_companion(app: FastAPI) -> AsyncIterator[None]:
     load_task_modules()
     worker = Worker(app.state.engine, settings)
     app.state.worker = worker
-    async with worker:
-        yield
+    try:
+        async with worker:
+            yield
+    finally:
+        await close_runtime()
 
 
 async def run_worker(settings: Settings, *, concurrency: int | None = None, worker_id: str | None = None) -> None:
@@ -58,6 +62,7 @@ async def run_worker(settings: Settings, *, concurrency: int | None = None, work
         async with Worker(engine, settings, concurrency=concurrency, worker_id=worker_id):
             await stop.wait()
     finally:
+        await close_runtime()
         await engine.dispose()
 
 

@@ -1,0 +1,154 @@
+"""The sync engine's queries: the per-shop lease, dirty listings, and compare-and-set records of what was pushed."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any, cast
+
+from sqlalchemy import CursorResult, and_, func, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.sql import Executable
+
+from agrimarket.models import ChannelConnection, Listing, ListingStatus, Product
+
+
+class SyncRepository:
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    async def _changed(self, statement: Executable) -> int:
+        result = cast(CursorResult[Any], await self.session.execute(statement))
+        return int(result.rowcount or 0)
+
+    # -- the lease ----------------------------------------------------------------------------------------------
+
+    async def acquire_lease(
+        self, connection_id: uuid.UUID, owner: str, now: datetime, until: datetime
+    ) -> ChannelConnection | None:
+        """Take the shop's lease if it is free, lapsed, or already ours; the connection, or None if busy."""
+        free = or_(
+            ChannelConnection.sync_lease_owner.is_(None),
+            ChannelConnection.sync_lease_expires_at < now,
+            ChannelConnection.sync_lease_owner == owner,
+        )
+        taken = await self._changed(
+            update(ChannelConnection)
+            .where(ChannelConnection.id == connection_id, free)
+            .values(sync_lease_owner=owner, sync_lease_expires_at=until)
+            .execution_options(synchronize_session=False)
+        )
+        if not taken:
+            return None
+        return await self.session.get(ChannelConnection, connection_id, populate_existing=True)
+
+    async def renew_lease(
+        self, connection_id: uuid.UUID, owner: str, now: datetime, until: datetime, rate_next_at: datetime | None
+    ) -> bool:
+        """Extend our lease (and save the rate limiter's state); False when it lapsed and another took it."""
+        return (
+            await self._changed(
+                update(ChannelConnection)
+                .where(
+                    ChannelConnection.id == connection_id,
+                    ChannelConnection.sync_lease_owner == owner,
+                    ChannelConnection.sync_lease_expires_at >= now,
+                )
+                .values(sync_lease_expires_at=until, rate_next_at=rate_next_at)
+                .execution_options(synchronize_session=False)
+            )
+            == 1
+        )
+
+    async def release_lease(self, connection_id: uuid.UUID, owner: str, **values: Any) -> bool:
+        """Give the lease back, writing the run's outcome (rate state, circuit, errors) with it."""
+        return (
+            await self._changed(
+                update(ChannelConnection)
+                .where(ChannelConnection.id == connection_id, ChannelConnection.sync_lease_owner == owner)
+                .values(sync_lease_owner=None, sync_lease_expires_at=None, **values)
+                .execution_options(synchronize_session=False)
+            )
+            == 1
+        )
+
+    async def save_credentials(
+        self, connection_id: uuid.UUID, encrypted: bytes, seen_version: int, token_expires_at: datetime | None
+    ) -> bool:
+        """Store refreshed credentials over the version they were refreshed from, and only over it."""
+        return (
+            await self._changed(
+                update(ChannelConnection)
+                .where(ChannelConnection.id == connection_id, ChannelConnection.credentials_version == seen_version)
+                .values(
+                    credentials_encrypted=encrypted,
+                    credentials_version=seen_version + 1,
+                    token_expires_at=token_expires_at,
+                )
+                .execution_options(synchronize_session=False)
+            )
+            == 1
+        )
+
+    async def connection(self, connection_id: uuid.UUID) -> ChannelConnection | None:
+        return await self.session.get(ChannelConnection, connection_id, populate_existing=True)
+
+    # -- listings -----------------------------------------------------------------------------------------------
+
+    async def dirty_products(self, connection_id: uuid.UUID, limit: int) -> list[uuid.UUID]:
+        """Products with a listing on this shop that needs pushing, those waiting longest first."""
+        result = await self.session.execute(
+            select(Listing.product_id)
+            .where(Listing.connection_id == connection_id, Listing.desired_version > Listing.pushed_version)
+            .group_by(Listing.product_id)
+            .order_by(func.min(Listing.updated_at), Listing.product_id)
+            .limit(limit)
+        )
+        return list(result.scalars())
+
+    async def has_dirty(self, connection_id: uuid.UUID) -> bool:
+        result = await self.session.execute(
+            select(Listing.id)
+            .where(Listing.connection_id == connection_id, Listing.desired_version > Listing.pushed_version)
+            .limit(1)
+        )
+        return result.first() is not None
+
+    async def listings(self, connection_id: uuid.UUID, product_ids: Sequence[uuid.UUID]) -> list[Listing]:
+        result = await self.session.execute(
+            select(Listing)
+            .where(Listing.connection_id == connection_id, Listing.product_id.in_(list(product_ids)))
+            .order_by(Listing.product_id, Listing.created_at, Listing.id)
+            .execution_options(populate_existing=True)
+        )
+        return list(result.scalars())
+
+    async def products(self, product_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, Product]:
+        result = await self.session.execute(select(Product).where(Product.id.in_(list(product_ids))))
+        return {product.id: product for product in result.scalars()}
+
+    def add(self, *objects: object) -> None:
+        self.session.add_all(objects)
+
+    async def record(self, listing_id: uuid.UUID, read_version: int, *, done: bool, values: dict[str, Any]) -> bool:
+        """Write what was pushed. ``done``: everything version ``read_version`` needed is on the channel, so
+        ``pushed_version`` becomes it, by compare-and-set: a newer version bumped during the push stays dirty
+        and is pushed again. A row another run already recorded at or past this version is left alone."""
+        if done:
+            values = {**values, "pushed_version": read_version, "attempts": 0}
+        return (
+            await self._changed(
+                update(Listing)
+                .where(and_(Listing.id == listing_id, Listing.pushed_version < read_version))
+                .values(**values)
+                .execution_options(synchronize_session=False)
+            )
+            == 1
+        )
+
+    async def statuses(self, connection_id: uuid.UUID) -> dict[ListingStatus, int]:
+        result = await self.session.execute(
+            select(Listing.status, func.count()).where(Listing.connection_id == connection_id).group_by(Listing.status)
+        )
+        return {status: int(count) for status, count in result.tuples()}

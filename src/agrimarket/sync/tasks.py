@@ -1,0 +1,41 @@
+"""The sync job: one run of the engine over one shop."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from typing import Any
+
+from agrimarket.observability import get_logger
+from agrimarket.sync.engine import SyncEngine
+from agrimarket.sync.queue import SYNC_KIND
+from agrimarket.sync.runtime import runtime
+from agrimarket.worker import JobContext, handler
+
+log = get_logger(__name__)
+
+
+@handler(SYNC_KIND)
+async def sync_connection(ctx: JobContext, payload: dict[str, Any]) -> None:
+    if ctx.settings.sync_coalesce_seconds > 0:
+        # A burst of edits (a farmer tapping + five times) lands before we read: one push carries them all.
+        await asyncio.sleep(ctx.settings.sync_coalesce_seconds)
+    parts = runtime(ctx.settings)
+    engine = SyncEngine(
+        ctx.sessionmaker,
+        ctx.settings,
+        channels=parts.channels,
+        http=parts.http,
+        storage=parts.storage,
+        owner=f"{ctx.worker_id}/{ctx.job_id}",
+    )
+    report = await engine.run(uuid.UUID(payload["connection_id"]))
+    log.info(
+        "sync_run",
+        connection_id=payload["connection_id"],
+        outcome=report.outcome,
+        calls=dict(report.calls),
+        recorded=report.recorded,
+        rejected=report.rejected,
+        waited=round(report.waited_seconds, 3),
+    )
