@@ -9,7 +9,7 @@ import uuid
 from collections import Counter
 
 import pytest
-from sqlalchemy import select, update
+from sqlalchemy import delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from agrimarket.catalog.repository import CatalogRepository
@@ -23,7 +23,7 @@ from agrimarket.db import transaction
 from agrimarket.inventory.repository import InventoryRepository
 from agrimarket.inventory.service import InventoryService
 from agrimarket.kit.crypto import CredentialCipher
-from agrimarket.models import ConnectionStatus, Listing, ListingStatus, Rendition
+from agrimarket.models import ConnectionStatus, Job, Listing, ListingStatus, Rendition
 from agrimarket.sync.engine import chunks
 from agrimarket.sync.repository import SyncRepository
 from agrimarket.worker import RetryLater
@@ -276,6 +276,8 @@ async def test_repeated_faults_open_the_shops_circuit_and_it_closes_after_a_good
     assert stored.circuit_open_until is not None
     assert "503" in (stored.last_error or "")
     calls_before = len(ReferenceMarket.shop(shop_id).calls)
+    async with transaction(db) as session:  # the job list_product queued; this test runs the engine by hand
+        await session.execute(delete(Job))
     report = await run(engine, connection)
     assert report.outcome == "circuit_open"
     assert len(ReferenceMarket.shop(shop_id).calls) == calls_before  # left alone while open
