@@ -123,3 +123,51 @@ def test_without_the_plugin_installed_the_core_knows_only_its_own_channels() -> 
     )
     assert "acme" not in answer
     assert "reference" in answer
+
+
+SYNC_THROUGH_THE_ENGINE = """
+    import asyncio, json, sys, tempfile
+    from pathlib import Path
+
+    from agrimarket import migrate
+    from agrimarket.config import Environment, Settings, new_fernet_key
+    from agrimarket.db import create_engine, make_sessionmaker
+    from agrimarket.sync.engine import SyncEngine
+    from agrimarket.sync.runtime import runtime
+    from tests.sync.support import Farm
+
+    async def main(data: Path) -> None:
+        settings = Settings(
+            env=Environment.test, data_dir=data, database_url=f"sqlite+aiosqlite:///{data / 'acme.db'}",
+            secret_key="s", encryption_keys=new_fernet_key(), log_level="WARNING",
+        )
+        await asyncio.to_thread(migrate.upgrade, settings)
+        engine = create_engine(settings)
+        db = make_sessionmaker(engine)
+        farm = await Farm.make(db)
+        product = await farm.product("Mật ong hoa cà phê", variants=2, stock=7)
+        connection = await farm.connect(
+            settings, channel="acme", shop_id="acme-shop-2", credentials={"shop_id": "acme-shop-2", "api_key": "k"}
+        )
+        await farm.list_product(connection, product)
+        parts = runtime(settings)  # the process's own registry, loaded from entry points: acme is in it
+        report = await SyncEngine(
+            db, settings, channels=parts.channels, http=parts.http, storage=parts.storage, owner="t"
+        ).run(connection.id)
+        from acme_market.plugin import ITEMS
+
+        await engine.dispose()
+        print(json.dumps({"outcome": report.outcome, "calls": dict(report.calls), "items": list(ITEMS.values())}))
+
+    asyncio.run(main(Path(tempfile.mkdtemp())))
+"""
+
+
+def test_the_sync_engine_publishes_through_an_installed_plugin_with_no_change_to_the_core(plugins: Path) -> None:
+    answer = run_python(SYNC_THROUGH_THE_ENGINE, path=[plugins])
+
+    assert answer["outcome"] == "done"
+    assert answer["calls"] == {"publish": 1}
+    [item] = answer["items"]
+    assert item["title"] == "Mật ong hoa cà phê"
+    assert sorted(sku["stock"] for sku in item["skus"].values()) == [7, 7]
