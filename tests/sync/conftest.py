@@ -6,8 +6,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from agrimarket.channels.reference import ReferenceMarket
 
+from agrimarket.channels.reference import ReferenceMarket
 from agrimarket.config import Settings
 from tests.worker.conftest import db, engine_b, make_worker, registry, worker_settings  # noqa: F401
 

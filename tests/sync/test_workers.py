@@ -9,11 +9,11 @@ from collections.abc import Callable, Iterator
 
 import httpx
 import pytest
-from agrimarket.channels.reference import ReferenceMarket, ReferencePlugin
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from agrimarket.channels.errors import RateLimited, Retryable
+from agrimarket.channels.reference import ReferenceMarket, ReferencePlugin
 from agrimarket.config import Settings
 from agrimarket.db import transaction
 from agrimarket.media.storage import storage_for
