@@ -376,3 +376,32 @@ class NoSettings(BaseModel):
     """For channels that take no per-connection settings."""
 
     model_config = {"extra": "forbid"}
+
+
+@dataclass(frozen=True, slots=True)
+class AuthorizationRequest:
+    """Where to send the seller to authorise AgriMarket on the platform. ``redirect_uri`` is our callback; the
+    platform sends the seller back to it with a one-time code (and ``state``, where the platform echoes it)."""
+
+    redirect_uri: str
+    state: str
+    settings: Mapping[str, Any] = field(default_factory=dict)  # the connection's settings (base URLs, region)
+
+
+@runtime_checkable
+class OAuthPlugin(Protocol):
+    """A channel whose shops are connected by the platform's own authorisation page (Shopee, Lazada, TikTok Shop)
+    rather than by pasting credentials. Optional: the core offers the connect-by-authorisation flow for plugins
+    that also implement this."""
+
+    def authorization_url(self, request: AuthorizationRequest) -> str:
+        """The platform's authorisation page for AgriMarket's app, signed as the platform requires."""
+        ...
+
+    async def exchange_code(
+        self, callback: Mapping[str, str], request: AuthorizationRequest, http: httpx.AsyncClient
+    ) -> Mapping[str, Any]:
+        """The shop's credentials (valid for ``credentials_schema``) from the query the platform redirected back
+        with (``code``, ``shop_id``…); raises :class:`~agrimarket.channels.errors.Rejected` for a refused or
+        expired code."""
+        ...
