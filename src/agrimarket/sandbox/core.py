@@ -22,6 +22,7 @@ from enum import StrEnum
 from typing import Any
 
 import httpx
+from pydantic import Base64Bytes, TypeAdapter
 
 from agrimarket.observability import get_logger
 
@@ -115,7 +116,7 @@ class Order:
 class Image:
     image_id: str
     content_type: str
-    data: bytes = field(repr=False)
+    data: Base64Bytes = field(repr=False)  # base64 in a snapshot
     url: str = ""
 
 
@@ -349,9 +350,30 @@ class Marketplace:
         while self._tasks:
             await asyncio.gather(*list(self._tasks), return_exceptions=True)
 
+    # -- keeping state across restarts (the demo) -----------------------------------------------------------
+
+    def snapshot(self) -> bytes:
+        """Shops, images and the id counter as JSON, for :meth:`restore` after a restart."""
+        return _SNAPSHOT.dump_json(_Snapshot(self.shops, self.images, next(self._ids)))
+
+    def restore(self, data: bytes) -> None:
+        saved = _SNAPSHOT.validate_json(data)
+        self.shops, self.images = saved.shops, saved.images
+        self._ids = itertools.count(saved.next_id + 1)
+
     def use_http(self, client: httpx.AsyncClient | None) -> None:
         """Send pushes with this client (tests: an ``ASGITransport`` to the app under test)."""
         self._http = client
+
+
+@dataclass
+class _Snapshot:
+    shops: dict[str, Shop]
+    images: dict[str, Image]
+    next_id: int
+
+
+_SNAPSHOT = TypeAdapter(_Snapshot)
 
 
 # -- a page a person can watch ---------------------------------------------------------------------------
