@@ -19,7 +19,13 @@ from agrimarket.models.catalog import (
     Unit,
     Variant,
 )
-from agrimarket.models.channels import ChannelConnection, ConnectionStatus, Listing, ListingStatus
+from agrimarket.models.channels import (
+    ChannelConnection,
+    ConnectionStatus,
+    Listing,
+    ListingStatus,
+    UsedConnectState,
+)
 from agrimarket.models.imports import ImportJob, ImportRowError, ImportStatus
 from agrimarket.models.inventory import MovementKind, StockLevel, StockMovement
 from agrimarket.models.media import MediaAsset, Rendition
@@ -57,6 +63,7 @@ __all__ = [
     "StockLevel",
     "StockMovement",
     "Unit",
+    "UsedConnectState",
     "User",
     "UserSession",
     "Variant",

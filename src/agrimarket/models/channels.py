@@ -73,6 +73,18 @@ class ChannelConnection(IdMixin, TimestampMixin, Base):
     __table_args__ = (UniqueConstraint("channel", "external_shop_id"),)
 
 
+class UsedConnectState(Base):
+    """A connect-by-authorisation ``state`` that has connected a shop, so the same state cannot connect again.
+    Kept until the state would have expired anyway (``expires_at``), then purged."""
+
+    __tablename__ = "used_connect_states"
+
+    nonce: Mapped[str] = mapped_column(String(64), primary_key=True)
+    organization_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("organizations.id", ondelete="CASCADE"))
+    used_at: Mapped[datetime]
+    expires_at: Mapped[datetime] = mapped_column(index=True)
+
+
 class Listing(IdMixin, TimestampMixin, Base):
     """A variant bound to a connection. Dirty while ``desired_version > pushed_version``."""
 
