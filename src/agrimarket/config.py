@@ -70,6 +70,21 @@ class Settings(BaseSettings):
     media_public_base_url: str = ""
     media_max_upload_mb: int = Field(default=25, ge=1)
     media_max_megapixels: int = Field(default=64, ge=1)
+    # Where browsers and marketplaces reach this server (https://agrimarket.example.vn): marketplaces send sellers
+    # back to <this>/api/v1/connections/callback/<channel> after they authorise a shop. Unset: http://<host>:<port>
+    # in development; in production, connecting a shop by authorisation is refused until it is set.
+    public_base_url: str = ""
+    # Where the seller's browser is sent (303) once a shop is connected by authorisation, with `connection_id`
+    # (or `error` and `message`) in the query. Unset: the callback answers JSON.
+    connect_done_url: str = ""
+
+    @field_validator("public_base_url", "connect_done_url")
+    @classmethod
+    def _absolute_url(cls, value: str) -> str:
+        value = value.strip()
+        if value and not value.startswith(("http://", "https://")):
+            raise ValueError("must be an absolute http:// or https:// address")
+        return value
 
     @field_validator("encryption_keys", mode="before")
     @classmethod
@@ -103,6 +118,17 @@ class Settings(BaseSettings):
     @property
     def secure_cookies(self) -> bool:
         return self.cookie_secure if self.cookie_secure is not None else not self.is_development
+
+    @property
+    def public_url(self) -> str | None:
+        """This server's public address without a trailing slash; None in production when it is not set."""
+        if self.public_base_url:
+            return self.public_base_url.rstrip("/")
+        if not self.is_development:
+            return None
+        # Listening everywhere: this machine is still reachable on loopback.
+        host = "127.0.0.1" if self.host in ("0.0.0.0", "::", "") else self.host  # noqa: S104
+        return f"http://{host}:{self.port}"
 
     def resolve_migrations_dir(self) -> Path:
         candidates = [
