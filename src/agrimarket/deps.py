@@ -36,8 +36,16 @@ async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
         yield session
 
 
+async def get_write_session(request: Request) -> AsyncIterator[AsyncSession]:
+    """A writing transaction whatever the method: for a GET that writes, such as a marketplace's redirect back.
+    Declare it after the caller's dependencies, so it closes before the request's reading session does."""
+    async with transaction(request.app.state.sessionmaker) as session:
+        yield session
+
+
 # scope="function": FastAPI's default runs a yield dependency's exit after the response has gone out.
 SessionDep = Annotated[AsyncSession, Depends(get_session, scope="function")]
+WriteSessionDep = Annotated[AsyncSession, Depends(get_write_session, scope="function")]
 SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
 
 

@@ -59,3 +59,10 @@ class TooManyRequests(AgriMarketError):
 class PayloadTooLarge(AgriMarketError):
     status_code = 413
     code = "payload_too_large"
+
+
+class Unavailable(AgriMarketError):
+    """Something outside AgriMarket (a marketplace) did not answer; trying again later may work."""
+
+    status_code = 503
+    code = "unavailable"

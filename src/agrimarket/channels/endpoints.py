@@ -2,19 +2,27 @@
 
 from __future__ import annotations
 
+import time
 import uuid
+from collections.abc import Callable
 from typing import Annotated
+from urllib.parse import urlencode
 
-from fastapi import APIRouter, Depends, Query, Request, status
+from fastapi import APIRouter, Depends, Query, Request, Response, status
+from fastapi.responses import RedirectResponse
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from agrimarket.channels import schemas
+from agrimarket.channels.authorization import StateSealer
 from agrimarket.channels.registry import ChannelRegistry, channels
 from agrimarket.channels.repository import ChannelRepository
 from agrimarket.channels.service import ChannelView, ConnectionService, ConnectionView, ListingService, ListingView
-from agrimarket.deps import PrincipalDep, SessionDep, SettingsDep
+from agrimarket.config import Settings
+from agrimarket.deps import PrincipalDep, SessionDep, SettingsDep, WriteSessionDep
 from agrimarket.kit.crypto import CredentialCipher
 from agrimarket.kit.pagination import Cursor, Page
 from agrimarket.models import ListingStatus
+from agrimarket.sync.runtime import runtime
 
 router = APIRouter(prefix="/api/v1", tags=["channels"])
 
@@ -28,8 +36,28 @@ def get_channels(request: Request) -> ChannelRegistry:
 ChannelsDep = Annotated[ChannelRegistry, Depends(get_channels)]
 
 
+def _connection_service(session: AsyncSession, registry: ChannelRegistry, settings: Settings) -> ConnectionService:
+    sealer = StateSealer(settings.secret_key) if settings.secret_key is not None else None
+    return ConnectionService(ChannelRepository(session), registry, CredentialCipher(settings.encryption_keys), sealer)
+
+
 def get_connection_service(session: SessionDep, registry: ChannelsDep, settings: SettingsDep) -> ConnectionService:
-    return ConnectionService(ChannelRepository(session), registry, CredentialCipher(settings.encryption_keys))
+    return _connection_service(session, registry, settings)
+
+
+def get_writing_connection_service(
+    session: WriteSessionDep, registry: ChannelsDep, settings: SettingsDep
+) -> ConnectionService:
+    return _connection_service(session, registry, settings)
+
+
+def get_clock(request: Request) -> Callable[[], float]:
+    """Seconds since the epoch; tests put their own clock on ``app.state.clock``."""
+    clock: Callable[[], float] | None = getattr(request.app.state, "clock", None)
+    return clock if clock is not None else time.time
+
+
+ClockDep = Annotated[Callable[[], float], Depends(get_clock)]
 
 
 def get_listing_service(session: SessionDep, registry: ChannelsDep) -> ListingService:
@@ -37,6 +65,7 @@ def get_listing_service(session: SessionDep, registry: ChannelsDep) -> ListingSe
 
 
 ConnectionServiceDep = Annotated[ConnectionService, Depends(get_connection_service)]
+WritingConnectionServiceDep = Annotated[ConnectionService, Depends(get_writing_connection_service)]
 ListingServiceDep = Annotated[ListingService, Depends(get_listing_service)]
 
 
@@ -77,6 +106,7 @@ def channel_out(view: ChannelView) -> schemas.ChannelOut:
         image_rule=capabilities.image_rule,
         credential_fields=view.credential_fields,
         setting_fields=view.setting_fields,
+        connect_by_authorization=view.connect_by_authorization,
     )
 
 
@@ -151,6 +181,54 @@ async def connect_shop(
 ) -> schemas.ConnectionOut:
     """Connect a shop (admins and owners): its credentials are checked, stored encrypted, and never shown again."""
     return connection_out(await connections.connect(principal.access, organization_id, body))
+
+
+@router.post("/organizations/{organization_id}/connections/authorize")
+async def authorize_shop(
+    organization_id: uuid.UUID,
+    body: schemas.ConnectionAuthorize,
+    principal: PrincipalDep,
+    connections: ConnectionServiceDep,
+    settings: SettingsDep,
+    clock: ClockDep,
+) -> schemas.AuthorizationOut:
+    """Start connecting a shop through the marketplace's own authorisation page (admins and owners): send the
+    seller's browser to `authorization_url`; the marketplace sends them back to the callback within 10 minutes."""
+    started = await connections.start_authorization(
+        principal.access, organization_id, body, public_url=settings.public_url, now=clock()
+    )
+    return schemas.AuthorizationOut(authorization_url=started.authorization_url, expires_at=started.expires_at)
+
+
+@router.get(
+    "/connections/callback/{channel}",
+    response_model=schemas.ConnectionOut,
+    responses={status.HTTP_303_SEE_OTHER: {"description": "Connected; on to `AGRIMARKET_CONNECT_DONE_URL`."}},
+)
+async def authorization_callback(
+    channel: str,
+    request: Request,
+    principal: PrincipalDep,
+    connections: WritingConnectionServiceDep,
+    settings: SettingsDep,
+    clock: ClockDep,
+) -> schemas.ConnectionOut | Response:
+    """Where the marketplace sends the seller back after they authorise AgriMarket (with the session cookie):
+    the shop is connected, or its connection here gets the new credentials. Answers the connection, or a 303 to
+    the configured done page with `connection_id` in its query."""
+    view = await connections.finish_authorization(
+        principal.access,
+        channel,
+        request.query_params.multi_items(),
+        public_url=settings.public_url,
+        http=runtime(settings).http,
+        now=clock(),
+    )
+    if settings.connect_done_url:
+        separator = "&" if "?" in settings.connect_done_url else "?"
+        location = settings.connect_done_url + separator + urlencode({"connection_id": str(view.connection.id)})
+        return RedirectResponse(location, status_code=status.HTTP_303_SEE_OTHER)
+    return connection_out(view)
 
 
 @router.get("/organizations/{organization_id}/connections")

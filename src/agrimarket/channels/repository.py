@@ -12,11 +12,12 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, case, func, or_, select, update
+from sqlalchemy import ColumnElement, and_, case, delete, func, or_, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from agrimarket.kit.pagination import Cursor
-from agrimarket.models import ChannelConnection, Listing, ListingStatus, Product
+from agrimarket.models import ChannelConnection, Listing, ListingStatus, Product, UsedConnectState
 from agrimarket.sync.queue import request_sync
 
 # Higher wins: one refused variant makes the whole product's listing "rejected", one waiting makes it "pending".
@@ -107,6 +108,33 @@ class ChannelRepository:
 
     async def request_sync(self, connection: ChannelConnection) -> None:
         await request_sync(self.session, {connection.id: connection.organization_id})
+
+    # -- connect-by-authorisation states -------------------------------------------------------------------------
+
+    async def connect_state_used(self, nonce: str) -> bool:
+        found = await self.session.execute(select(UsedConnectState.nonce).where(UsedConnectState.nonce == nonce))
+        return found.first() is not None
+
+    async def use_connect_state(
+        self, nonce: str, organization_id: uuid.UUID, used_at: datetime, expires_at: datetime
+    ) -> bool:
+        """Record the state as used; False when it already was (by a request that committed first, whichever
+        process ran it: the primary key decides). States past their expiry are purged on the way."""
+        await self.session.execute(
+            delete(UsedConnectState)
+            .where(UsedConnectState.expires_at < used_at)
+            .execution_options(synchronize_session=False)
+        )
+        try:
+            async with self.session.begin_nested():
+                self.session.add(
+                    UsedConnectState(
+                        nonce=nonce, organization_id=organization_id, used_at=used_at, expires_at=expires_at
+                    )
+                )
+        except IntegrityError:
+            return False
+        return True
 
     # -- listings -----------------------------------------------------------------------------------------------
 

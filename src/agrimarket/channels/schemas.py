@@ -69,6 +69,22 @@ class ConnectionCreate(Strict):
     category_map: CategoryMap = Field(default_factory=dict)
 
 
+class ConnectionAuthorize(Strict):
+    """Connect a shop through the marketplace's own authorisation page (channels with
+    `connect_by_authorization`)."""
+
+    channel: ChannelName
+    name: ConnectionName
+    settings: ChannelSettings | None = Field(
+        default=None,
+        description="The channel's own settings (see `setting_fields`). Left out: the channel's defaults, or, "
+        "when the shop is already connected here, the settings it has.",
+    )
+    category_map: CategoryMap | None = Field(
+        default=None, description="Left out: none, or, when the shop is already connected here, the map it has."
+    )
+
+
 class ConnectionUpdate(Strict):
     """Only the fields sent change. ``credentials`` replaces the stored ones as a whole (same shop only);
     ``settings`` and ``category_map`` replace theirs as a whole too."""
@@ -137,6 +153,10 @@ class ChannelOut(BaseModel):
     image_rule: str | None
     credential_fields: list[str] = Field(description="What `credentials` holds when connecting a shop.")
     setting_fields: list[str]
+    connect_by_authorization: bool = Field(
+        description="Shops are connected through the marketplace's own authorisation page "
+        "(`POST /organizations/{organization_id}/connections/authorize`) instead of by entering credentials."
+    )
 
 
 class ConnectionOut(BaseModel):
@@ -184,3 +204,11 @@ class ListingOut(BaseModel):
     syncing: bool = Field(description="A change is waiting to reach the channel.")
     updated_at: datetime
     variants: list[ListingVariantOut]
+
+
+class AuthorizationOut(BaseModel):
+    authorization_url: str = Field(
+        description="Send the seller's browser here. After they authorise AgriMarket, the marketplace sends them "
+        "back to `GET /connections/callback/{channel}`, which connects the shop."
+    )
+    expires_at: datetime = Field(description="Authorise before this (10 minutes); afterwards, start again.")

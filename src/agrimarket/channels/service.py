@@ -16,21 +16,36 @@ from __future__ import annotations
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
+import httpx
 from pydantic import BaseModel, SecretBytes, SecretStr, ValidationError
 from pydantic_core import to_jsonable_python
 
 from agrimarket.accounts.permissions import Access
 from agrimarket.catalog.repository import CatalogRepository
-from agrimarket.channels.base import Capabilities, ChannelPlugin, VariantDraft
+from agrimarket.channels.authorization import (
+    STATE_TTL_SECONDS,
+    StateExpired,
+    StateInvalid,
+    StateSealer,
+    redirect_uri,
+)
+from agrimarket.channels.base import AuthorizationRequest, Capabilities, ChannelPlugin, OAuthPlugin, VariantDraft
+from agrimarket.channels.errors import ChannelError, Retryable
 from agrimarket.channels.registry import ChannelRegistry
 from agrimarket.channels.repository import ChannelRepository, product_status
 from agrimarket.channels.rules import ListingOverrides
-from agrimarket.channels.schemas import ConnectionCreate, ConnectionUpdate, ListingCreate, SettableStatus
+from agrimarket.channels.schemas import (
+    ConnectionAuthorize,
+    ConnectionCreate,
+    ConnectionUpdate,
+    ListingCreate,
+    SettableStatus,
+)
 from agrimarket.channels.validation import Problem, check_listing, missing_category
-from agrimarket.errors import Conflict, Invalid, NotFound
+from agrimarket.errors import Conflict, Forbidden, Invalid, NotFound, Unavailable
 from agrimarket.inventory.repository import InventoryRepository
 from agrimarket.kit.crypto import CredentialCipher
 from agrimarket.kit.pagination import Cursor
@@ -56,6 +71,10 @@ class ChannelView:
     plugin: ChannelPlugin
     credential_fields: list[str]
     setting_fields: list[str]
+
+    @property
+    def connect_by_authorization(self) -> bool:
+        return isinstance(self.plugin, OAuthPlugin)
 
     @property
     def capabilities(self) -> Capabilities:
@@ -115,14 +134,27 @@ class ListingView:
         return max(r.row.updated_at for r in self.rows)
 
 
+@dataclass(frozen=True)
+class AuthorizationStart:
+    authorization_url: str
+    expires_at: datetime
+
+
 # -- connections --------------------------------------------------------------------------------------------------
 
 
 class ConnectionService:
-    def __init__(self, repository: ChannelRepository, registry: ChannelRegistry, cipher: CredentialCipher) -> None:
+    def __init__(
+        self,
+        repository: ChannelRepository,
+        registry: ChannelRegistry,
+        cipher: CredentialCipher,
+        sealer: StateSealer | None = None,
+    ) -> None:
         self.repo = repository
         self.registry = registry
         self.cipher = cipher
+        self.sealer = sealer
 
     def channels(self) -> list[ChannelView]:
         return [_channel_view(self.registry.plugins[name]) for name in self.registry.names]
@@ -134,26 +166,183 @@ class ConnectionService:
         display = plugin.capabilities.display_name
         credentials = _validated(plugin.credentials_schema, data.credentials, "credentials", display)
         channel_settings = _validated(plugin.settings_schema, data.settings, "settings", display, exclude_unset=True)
+        return await self._connect(
+            organization_id,
+            plugin,
+            name=data.name,
+            credentials=credentials,
+            channel_settings=channel_settings,
+            category_map=_category_map(data.category_map),
+            renew=False,
+        )
+
+    # -- connecting by the marketplace's authorisation page ---------------------------------------------------
+
+    async def start_authorization(
+        self,
+        access: Access,
+        organization_id: uuid.UUID,
+        data: ConnectionAuthorize,
+        *,
+        public_url: str | None,
+        now: float,
+    ) -> AuthorizationStart:
+        """Where to send the seller to authorise AgriMarket on the marketplace; the way back carries a sealed
+        state (:mod:`agrimarket.channels.authorization`). Nothing is written until the seller comes back."""
+        access.require(organization_id, Role.admin)
+        plugin = self.registry.get(data.channel)
+        oauth = _oauth(plugin)
+        display = plugin.capabilities.display_name
+        channel_settings = (
+            _validated(plugin.settings_schema, data.settings, "settings", display, exclude_unset=True)
+            if data.settings is not None
+            else None
+        )
+        public_url = _required(public_url, display)
+        token, state = self._sealer().seal(
+            organization_id=organization_id,
+            user_id=access.user_id,
+            channel=plugin.name,
+            name=data.name,
+            settings=channel_settings,
+            category_map=_category_map(data.category_map) if data.category_map is not None else None,
+            now=now,
+        )
+        request = AuthorizationRequest(redirect_uri(public_url, plugin.name, token), token, channel_settings or {})
+        return AuthorizationStart(oauth.authorization_url(request), state.expires_at)
+
+    async def finish_authorization(
+        self,
+        access: Access,
+        channel: str,
+        query: Sequence[tuple[str, str]],
+        *,
+        public_url: str | None,
+        http: httpx.AsyncClient,
+        now: float,
+    ) -> ConnectionView:
+        """The seller is back from the marketplace: check the state, trade the code for the shop's credentials,
+        and connect the shop (or renew the credentials of this organization's connection to it)."""
+        plugin = self.registry.get(channel)
+        oauth = _oauth(plugin)
+        display = plugin.capabilities.display_name
+        callback = dict(query)
+        states = {value for key, value in query if key == "state"}
+        if not states:
+            raise Invalid(
+                f"{display} sent you back without the authorisation's state, so AgriMarket cannot tell which "
+                "connection this is. Start connecting the shop again from AgriMarket.",
+                field="state",
+            )
+        try:
+            if len(states) > 1:
+                raise StateInvalid("two different states")
+            token = states.pop()
+            state = self._sealer().open(token, now=now)
+        except StateExpired:
+            raise Invalid(
+                f"This authorisation link has expired: it lasts {STATE_TTL_SECONDS // 60} minutes. "
+                "Start connecting the shop again from AgriMarket.",
+                field="state",
+            ) from None
+        except StateInvalid:
+            raise Invalid(_NOT_OUR_STATE, field="state") from None
+        if state.channel != plugin.name:
+            raise Invalid(_NOT_OUR_STATE, field="state")
+        if state.user_id != access.user_id:
+            raise Forbidden(
+                "This authorisation was started by another AgriMarket account. Log in as the person who started "
+                "it, or start connecting the shop again yourself.",
+                field="state",
+            )
+        # The role may have been taken away while the seller was on the marketplace's page.
+        access.require(state.organization_id, Role.admin)
+        if error := callback.get("error"):
+            said = callback.get("error_description") or error
+            raise Invalid(
+                f"{display} says AgriMarket was not authorised ({said[:200]}), so nothing was connected. To connect "
+                f"the shop, start again and accept on {display}'s page.",
+                field="error",
+            )
+        if not callback.get("code"):
+            raise Invalid(
+                f"{display} sent you back without an authorisation code, so nothing was connected. "
+                "Start connecting the shop again from AgriMarket.",
+                field="code",
+            )
+        request = AuthorizationRequest(
+            redirect_uri(_required(public_url, display), plugin.name, token), token, state.settings or {}
+        )
+        try:
+            obtained = await oauth.exchange_code(callback, request, http)
+        except Retryable as exc:
+            raise Unavailable(
+                f"{display} did not answer ({exc.message}). Reload this page in a moment to try again.", field="code"
+            ) from exc
+        except ChannelError as exc:
+            if await self.repo.connect_state_used(state.nonce):
+                raise Invalid(_STATE_USED, field="state") from exc
+            raise Invalid(
+                f"{display} refused the authorisation: {exc.message}. Start connecting the shop again from AgriMarket.",
+                field="code",
+            ) from exc
+        credentials = _validated(plugin.credentials_schema, obtained, "credentials", display)
+        used_at = datetime.fromtimestamp(now, UTC)
+        if not await self.repo.use_connect_state(state.nonce, state.organization_id, used_at, state.expires_at):
+            raise Invalid(_STATE_USED, field="state")
+        return await self._connect(
+            state.organization_id,
+            plugin,
+            name=state.name,
+            credentials=credentials,
+            channel_settings=state.settings,
+            category_map=state.category_map,
+            renew=True,
+        )
+
+    async def _connect(
+        self,
+        organization_id: uuid.UUID,
+        plugin: ChannelPlugin,
+        *,
+        name: str,
+        credentials: dict[str, Any],
+        channel_settings: dict[str, Any] | None,
+        category_map: dict[str, str] | None,
+        renew: bool,
+    ) -> ConnectionView:
+        """Connect a shop with checked credentials. A shop this organization disconnected comes back; one it has
+        connected is refused, or with ``renew`` gets the new credentials (and name, and settings when given)."""
+        display = plugin.capabilities.display_name
+        field = "state" if renew else "credentials"
         shop_id = plugin.shop_id(credentials)
-        settings = {"channel": channel_settings, "category_map": _category_map(data.category_map)}
         existing = await self.repo.connection_of_shop(plugin.name, shop_id) if shop_id is not None else None
         if existing is not None:
             if existing.organization_id != organization_id:
                 raise Conflict(
                     f"This {display} shop is already connected to another organization on AgriMarket. "
                     "Ask its owner to disconnect it there first, or connect a different shop.",
-                    field="credentials",
+                    field=field,
                 )
-            if existing.status is not ConnectionStatus.disconnected:
+            if existing.status is not ConnectionStatus.disconnected and not renew:
                 raise Conflict(
                     f"This {display} shop is already connected here, as “{existing.name}”. "
                     "Change that connection instead (new credentials, settings or category map).",
-                    field="credentials",
+                    field=field,
                 )
             connection = await self.repo.connection(existing.id, lock=True)
             assert connection is not None
-            connection.name = data.name
-            connection.settings = settings
+            if connection.status is not ConnectionStatus.disconnected:
+                # Authorised again (a token about to lapse, a revoked app): same shop, new credentials.
+                return await self._change(
+                    connection,
+                    name=name,
+                    credentials=credentials,
+                    channel_settings=channel_settings,
+                    category_map=category_map,
+                )
+            connection.name = name
+            connection.settings = _settings(connection.settings, channel_settings, category_map)
             connection.status = ConnectionStatus.active
             connection.last_error = None
             connection.circuit_failures = 0
@@ -168,10 +357,10 @@ class ConnectionService:
             id=uuid.uuid4(),
             organization_id=organization_id,
             channel=plugin.name,
-            name=data.name,
+            name=name,
             external_shop_id=shop_id,
             credentials_encrypted=self.cipher.encrypt_json(credentials),
-            settings=settings,
+            settings=_settings(None, channel_settings, category_map),
             status=ConnectionStatus.active,
             credentials_version=1,
         )
@@ -196,9 +385,7 @@ class ConnectionService:
                 "This connection is disconnected. Connect the shop again with its credentials to use it.",
                 field="connection_id",
             )
-        dirty = woke = False
-        if data.name is not None:
-            connection.name = data.name
+        credentials = channel_settings = None
         if data.credentials is not None or data.settings is not None:
             plugin = self._plugin_of(connection)
             display = plugin.capabilities.display_name
@@ -212,23 +399,47 @@ class ConnectionService:
                         "Connect that shop as a new connection instead.",
                         field="credentials",
                     )
-                self._store_credentials(connection, credentials)
-                if connection.status is ConnectionStatus.auth_expired:
-                    connection.status = ConnectionStatus.active
-                    connection.last_error = None
-                    woke = True
             if data.settings is not None:
                 channel_settings = _validated(
                     plugin.settings_schema, data.settings, "settings", display, exclude_unset=True
                 )
-                connection.settings = {**(connection.settings or {}), "channel": channel_settings}
-        if data.category_map is not None:
-            category_map = _category_map(data.category_map)
-            if category_map != (connection.settings or {}).get("category_map"):
-                connection.settings = {**(connection.settings or {}), "category_map": category_map}
-                dirty = True
-        if data.status is not None and data.status.value != connection.status.value:
-            if data.status is SettableStatus.active:
+        return await self._change(
+            connection,
+            name=data.name,
+            credentials=credentials,
+            channel_settings=channel_settings,
+            category_map=_category_map(data.category_map) if data.category_map is not None else None,
+            status=data.status,
+        )
+
+    async def _change(
+        self,
+        connection: ChannelConnection,
+        *,
+        name: str | None = None,
+        credentials: dict[str, Any] | None = None,
+        channel_settings: dict[str, Any] | None = None,
+        category_map: dict[str, str] | None = None,
+        status: SettableStatus | None = None,
+    ) -> ConnectionView:
+        """Apply checked changes to a locked, connected (not disconnected) connection; None leaves a field be.
+        New credentials wake a connection whose authorisation expired."""
+        dirty = woke = False
+        if name is not None:
+            connection.name = name
+        if credentials is not None:
+            self._store_credentials(connection, credentials)
+            if connection.status is ConnectionStatus.auth_expired:
+                connection.status = ConnectionStatus.active
+                connection.last_error = None
+                woke = True
+        if channel_settings is not None:
+            connection.settings = {**(connection.settings or {}), "channel": channel_settings}
+        if category_map is not None and category_map != (connection.settings or {}).get("category_map"):
+            connection.settings = {**(connection.settings or {}), "category_map": category_map}
+            dirty = True
+        if status is not None and status.value != connection.status.value:
+            if status is SettableStatus.active:
                 if connection.status is ConnectionStatus.auth_expired:
                     raise Conflict(
                         "The shop's authorisation has expired: send new credentials to resume this connection.",
@@ -265,6 +476,11 @@ class ConnectionService:
 
     def _plugin_of(self, connection: ChannelConnection) -> ChannelPlugin:
         return _installed(self.registry, connection)
+
+    def _sealer(self) -> StateSealer:
+        if self.sealer is None:
+            raise RuntimeError("ConnectionService needs a StateSealer to connect shops by authorisation")
+        return self.sealer
 
     def _store_credentials(self, connection: ChannelConnection, credentials: dict[str, Any]) -> None:
         connection.credentials_encrypted = self.cipher.encrypt_json(credentials)
@@ -570,6 +786,47 @@ def _not_active(connection: ChannelConnection) -> str:
             f"The connection “{connection.name}” is disconnected: connect the shop again first."
         ),
     }.get(connection.status, f"The connection “{connection.name}” is not active.")
+
+
+_NOT_OUR_STATE = (
+    "This authorisation link is not valid: it was changed on the way or does not come from this server. "
+    "Start connecting the shop again from AgriMarket."
+)
+_STATE_USED = (
+    "This authorisation link has already connected the shop; it works once. To connect again, start again from "
+    "AgriMarket."
+)
+
+
+def _oauth(plugin: ChannelPlugin) -> OAuthPlugin:
+    if not isinstance(plugin, OAuthPlugin):
+        display = plugin.capabilities.display_name
+        raise Invalid(
+            f"{display} shops are connected by entering the shop's credentials, not through {display}'s "
+            "authorisation page. Connect it with its credentials instead.",
+            field="channel",
+        )
+    return plugin
+
+
+def _required(public_url: str | None, display: str) -> str:
+    if public_url is None:
+        raise Conflict(
+            f"This server does not know its public address, so {display} could not send you back to it. "
+            "Ask the administrator to set AGRIMARKET_PUBLIC_BASE_URL."
+        )
+    return public_url
+
+
+def _settings(
+    current: Mapping[str, Any] | None, channel_settings: dict[str, Any] | None, category_map: dict[str, str] | None
+) -> dict[str, Any]:
+    """A connection's stored settings with the given parts replaced; a part not given stays as it is."""
+    current = current or {}
+    return {
+        "channel": channel_settings if channel_settings is not None else dict(current.get("channel") or {}),
+        "category_map": category_map if category_map is not None else dict(current.get("category_map") or {}),
+    }
 
 
 def _installed(registry: ChannelRegistry, connection: ChannelConnection) -> ChannelPlugin:
