@@ -13,10 +13,11 @@ A test at the end fails when an authenticated ``/api/v1`` route has no case here
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
+from urllib.parse import parse_qsl, urlsplit
 
 import httpx
 import pytest
@@ -27,15 +28,21 @@ from agrimarket.accounts.repository import AccountRepository
 from agrimarket.accounts.service import AccountService
 from agrimarket.channels.reference import ReferencePlugin
 from agrimarket.channels.registry import ChannelRegistry
+from agrimarket.config import Settings
 from agrimarket.db import make_sessionmaker, transaction
 from agrimarket.kit.crypto import new_token, token_hash
 from agrimarket.kit.phone import normalize_vn_mobile
+from agrimarket.media.storage import storage_for
 from agrimarket.models import ApiToken, Job, JobStatus, Membership, OrganizationKind, Role, User, utcnow
+from agrimarket.sync.runtime import SyncRuntime, use_runtime
+from tests.channels.oauth import CHANNEL as OAUTH_CHANNEL
+from tests.channels.oauth import OAuthReferencePlugin, Platform
 from tests.conftest import _wipe
 from tests.factories import PASSWORD, SESSION_COOKIE, new_phone, product_body
 from tests.media import images
 
 RANK = {Role.member: 1, Role.admin: 2, Role.owner: 3}
+PLATFORM_SIDE = Platform()
 TARGETS = ("C", "H1", "H2", "F")
 
 
@@ -76,6 +83,8 @@ class Target:
     body: Any = None
     files: dict[str, Any] | None = None  # a multipart upload instead of a JSON body
     owner_user_id: uuid.UUID | None = None  # set for per-user objects (API tokens): only their owner may touch
+    others_get: int = 404  # what everyone else gets for a per-user object
+    query: dict[str, str] | None = None
 
 
 @dataclass
@@ -272,6 +281,24 @@ def a_listing(body: Callable[[World, str], Any] | None = None) -> Make:
     return make
 
 
+async def an_authorised_return(ctx: Ctx, world: World, target: str) -> Target:
+    """The target's owner started connecting a shop and the platform sent them back: only they may finish."""
+    owner = world.owner_of[target]
+    response = await ctx.client.post(
+        f"/api/v1/organizations/{world.org_ids[target]}/connections/authorize",
+        json={"channel": OAUTH_CHANNEL, "name": "Shop ủy quyền"},
+        headers=owner.headers,
+    )
+    assert response.status_code == 200, response.text
+    back = PLATFORM_SIDE.grant(response.json()["authorization_url"], shop_id=f"mtx-{uuid.uuid4().hex[:10]}")
+    return Target(
+        params={"channel": OAUTH_CHANNEL},
+        query=dict(parse_qsl(urlsplit(back).query)),
+        owner_user_id=owner.user_id,
+        others_get=403,  # "started by another AgriMarket account", whoever they are
+    )
+
+
 CASES: list[Case] = [
     Case("GET", "/api/v1/me", 200, role=None),
     Case("GET", "/api/v1/organizations", 200, role=None),
@@ -387,6 +414,14 @@ CASES: list[Case] = [
         role=Role.admin,
         make=with_body(lambda _w, _t: _connection_body()),
     ),
+    Case(
+        "POST",
+        "/api/v1/organizations/{organization_id}/connections/authorize",
+        200,
+        role=Role.admin,
+        make=with_body(lambda _w, _t: {"channel": OAUTH_CHANNEL, "name": "Shop ủy quyền"}),
+    ),
+    Case("GET", "/api/v1/connections/callback/{channel}", 200, make=an_authorised_return),
     Case("GET", "/api/v1/organizations/{organization_id}/connections", 200, make=org_only),
     Case("GET", "/api/v1/connections/{connection_id}", 200, make=on_connection()),
     Case(
@@ -425,11 +460,24 @@ PUBLIC_ROUTES = {"POST /api/v1/auth/register", "POST /api/v1/auth/login", "POST 
 
 @pytest.fixture(autouse=True)
 def channels(app: FastAPI) -> ChannelRegistry:
-    """The reference channel, whatever else is installed: connections are made on it."""
+    """The reference channel, whatever else is installed: connections are made on it; and its twin connected
+    through an authorisation page."""
     registry = ChannelRegistry()
     registry.add(ReferencePlugin())
+    registry.add(OAuthReferencePlugin())
     app.state.channels = registry
     return registry
+
+
+@pytest.fixture(autouse=True)
+def platform_http(settings: Settings) -> Iterator[None]:
+    """The process's HTTP client reaches the authorisation platform's token endpoint."""
+    client = httpx.AsyncClient(transport=httpx.MockTransport(PLATFORM_SIDE.handle))
+    parts = SyncRuntime(
+        channels=ChannelRegistry(), http=client, storage=storage_for(settings.media_storage_url, settings.data_dir)
+    )
+    with use_runtime(parts):
+        yield
 
 
 @pytest.fixture(scope="module")
@@ -528,7 +576,7 @@ def expected_status(case: Case, caller: Caller, target: Target | None, target_na
     if case.browser_only and caller.is_token:
         return 403
     if target is not None and target.owner_user_id is not None:
-        return case.ok if caller.user_id == target.owner_user_id else 404
+        return case.ok if caller.user_id == target.owner_user_id else target.others_get
     if case.role is None or target_name is None:
         return case.ok
     held = caller.roles.get(target_name)
@@ -553,6 +601,8 @@ async def test_every_caller_gets_exactly_their_due(
                 kwargs["json"] = target.body
             if target is not None and target.files is not None:
                 kwargs["files"] = target.files
+            if target is not None and target.query is not None:
+                kwargs["params"] = target.query
             response = await client.request(case.method, path, **kwargs)
             client.cookies.clear()
             want = expected_status(case, caller, target, target_name)
