@@ -397,7 +397,7 @@ class LazadaSandbox:
                 await self.market.door(api, shop)
             except Refused as refused:
                 raise self._refusal(refused) from refused
-            call = _Call(params, files, shop, str(request.base_url))
+            call = _Call(params, files, shop, _base_url(request))
             data = await spec.handler(self, call)
         except LazadaError as error:
             self.market.record(api, shop, call.size if call else 0, started, error.code)
@@ -1037,7 +1037,7 @@ class LazadaSandbox:
     # -- the shop's page -----------------------------------------------------------------------------------
 
     def _links(self, request: Request, seller_id: str) -> PageLinks:
-        base = str(request.base_url)
+        base = _base_url(request)
         return PageLinks(
             image_url=lambda image_id: f"{base}images/{image_id}",
             order_form_action=f"{base}sandbox/shops/{seller_id}/orders",
@@ -1062,7 +1062,12 @@ class LazadaSandbox:
             await self.place_order(seller_id, [(seller_sku, max(int(quantity), 1))])
         except (KeyError, ValueError):
             return HTMLResponse("<p>No such product.</p>", status_code=404)
-        return RedirectResponse(str(request.url_for("_shop_page", seller_id=seller_id)), status_code=303)
+        return RedirectResponse(f"{_base_url(request)}sandbox/shops/{seller_id}", status_code=303)
+
+
+def _base_url(request: Request) -> str:
+    """This app's own address, mount prefix included (``request.base_url`` names the outermost app's)."""
+    return str(request.url.replace(path=request.scope.get("root_path", "") + "/", query="", fragment=""))
 
 
 def _esc(value: str) -> str:
