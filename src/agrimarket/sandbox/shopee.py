@@ -103,6 +103,15 @@ def _html(value: str) -> str:
     return html.escape(value, quote=True)
 
 
+def _base(request: Request) -> str:
+    """The sandbox's own address, mount prefix included (Starlette's ``base_url`` leaves a Mount's path out)."""
+    base = str(request.base_url)
+    root = str(request.scope.get("root_path", "")).rstrip("/")
+    if root and not urlsplit(base).path.rstrip("/").endswith(root):
+        base = base.rstrip("/") + root + "/"
+    return base
+
+
 def _sign(key: str, base: str) -> str:
     return hmac.new(key.encode(), base.encode(), hashlib.sha256).hexdigest()
 
@@ -464,7 +473,7 @@ class ShopeeSandbox:
             raise _param("Wrong parameters, detail: image is required.")
         if len(files) > 8:
             raise _param("Wrong parameters, detail: upload less than 9 images at a time.")
-        base = str(request.base_url)
+        base = _base(request)
         results: list[dict[str, Any]] = []
         for index, upload in enumerate(files):
             data = await upload.read()
@@ -1086,7 +1095,7 @@ class ShopeeSandbox:
         return Response(image.data, media_type=image.content_type, headers={"Cache-Control": "public, max-age=86400"})
 
     def _links(self, request: Request, shop: Shop) -> PageLinks:
-        base = str(request.base_url)
+        base = _base(request)
         return PageLinks(
             image_url=lambda image_id: f"{base}sandbox/images/{image_id}",
             order_form_action=f"{base}sandbox/shops/{shop.shop_id}/orders",
@@ -1109,4 +1118,4 @@ class ShopeeSandbox:
             await self.place_order(shop.shop_id, [(seller_sku, 1)])
         except KeyError:
             return HTMLResponse("<p>This shop does not sell that SKU.</p>", status_code=404)
-        return RedirectResponse(f"{request.base_url}sandbox/shops/{shop.shop_id}", status_code=303)
+        return RedirectResponse(f"{_base(request)}sandbox/shops/{shop.shop_id}", status_code=303)
