@@ -37,6 +37,7 @@ from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import httpx
+from pydantic import TypeAdapter
 from starlette.applications import Starlette
 from starlette.datastructures import UploadFile
 from starlette.requests import Request
@@ -179,6 +180,8 @@ class LostPush:
     data: dict[str, Any]
 
 
+_EXTRAS = TypeAdapter(dict[int, ItemExtra])
+
 Handler = Callable[[Request, dict[str, Any], Shop | None], Awaitable[dict[str, Any]]]
 
 
@@ -232,6 +235,22 @@ class ShopeeSandbox:
             "refresh_token": shop.refresh_token,
             "access_expires_at": math.floor(shop.access_expires_at),
         }
+
+    def snapshot(self) -> bytes:
+        """Shops, items, orders, images and Shopee's own item facts (tiers), to :meth:`restore` after a restart."""
+        return json.dumps(
+            {
+                "market": json.loads(self.market.snapshot()),
+                "extras": _EXTRAS.dump_python(self.extras, mode="json"),
+                "app_callback_url": self.app_callback_url,
+            }
+        ).encode()
+
+    def restore(self, data: bytes) -> None:
+        saved = json.loads(data)
+        self.market.restore(json.dumps(saved["market"]).encode())
+        self.extras = _EXTRAS.validate_python(saved.get("extras") or {})
+        self.app_callback_url = saved.get("app_callback_url")
 
     def set_callback(self, shop_id: str | int, url: str | None) -> None:
         """Where this shop's pushes go (else the app's callback URL)."""

@@ -342,3 +342,29 @@ async def test_the_adapter_works_against_the_sandbox_mounted_under_a_prefix(
         "http://127.0.0.1:8000/sandbox/shopee/sandbox/images/"
     )
     assert image.status_code == 200
+
+
+async def test_a_restored_sandbox_keeps_shops_tiers_and_orders_so_republishing_still_works(
+    sandbox: ShopeeSandbox, http: httpx.AsyncClient, clock: Clock
+) -> None:
+    credentials = sandbox.add_shop("Nông sản Bình Phước")
+    adapter = connect(sandbox, http, clock, credentials)
+    first = await adapter.publish(draft(variant("M-1", "Hộp 1 kg"), variant("M-2", "Hộp 2 kg")))
+    order_sn = await sandbox.place_order(credentials["shop_id"], [("M-1", 1)])
+
+    reborn = ShopeeSandbox(clock=clock)
+    reborn.restore(sandbox.snapshot())
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=reborn.app)) as reborn_http:
+        again = connect(reborn, reborn_http, clock, credentials)
+        second = await again.publish(
+            draft(
+                variant("M-1", "Hộp 1 kg"),
+                variant("M-2", "Hộp 2 kg"),
+                variant("M-3", "Thùng 5 kg"),
+                item_id=first.external_item_id,
+                uploaded=dict(first.uploaded_images),
+            )
+        )
+        (order,) = await again.get_orders([order_sn])
+    assert second.external_sku_ids["M-1"] == first.external_sku_ids["M-1"]
+    assert order.lines[0].sku == "M-1"
