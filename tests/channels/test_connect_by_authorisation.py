@@ -3,6 +3,7 @@ code traded for credentials by the plugin over the process's HTTP client; refusa
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
 from collections.abc import Iterator
@@ -34,17 +35,26 @@ def platform() -> Platform:
 
 
 @pytest.fixture
-def plugin(app: FastAPI) -> OAuthReferencePlugin:
+def plugin() -> OAuthReferencePlugin:
+    return OAuthReferencePlugin()
+
+
+def registry_of(plugin: OAuthReferencePlugin) -> ChannelRegistry:
     registry = ChannelRegistry()
     registry.add(ReferencePlugin())
-    plugin = OAuthReferencePlugin()
     registry.add(plugin)
-    app.state.channels = registry
-    return plugin
+    return registry
+
+
+@pytest.fixture
+def app(app: FastAPI, plugin: OAuthReferencePlugin) -> FastAPI:
+    """The app's channels for these tests: the reference market, and its twin connected by authorisation."""
+    app.state.channels = registry_of(plugin)
+    return app
 
 
 @pytest.fixture(autouse=True)
-def http(platform: Platform, plugin: OAuthReferencePlugin, settings: Settings) -> Iterator[httpx.AsyncClient]:
+def http(platform: Platform, settings: Settings) -> Iterator[httpx.AsyncClient]:
     """The process's HTTP client reaches the platform's token endpoint (and nothing else)."""
     client = httpx.AsyncClient(transport=httpx.MockTransport(platform.handle))
     parts = SyncRuntime(
@@ -432,3 +442,24 @@ async def test_a_shop_connected_to_another_organization_is_refused(
 
 def _epoch(value: str) -> float:
     return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+
+
+async def test_two_returns_racing_with_one_state_connect_once(
+    committing_app: FastAPI, committing_client: httpx.AsyncClient, plugin: OAuthReferencePlugin, platform: Platform
+) -> None:
+    """Real transactions on their own connections: whichever commits first wins; the other is told why."""
+    committing_app.state.channels = registry_of(plugin)
+    account = await register(committing_client)
+    url = await authorization_url(committing_client, account)
+    backs = [platform.grant(url, shop_id="shop-race-1"), platform.grant(url, shop_id="shop-race-2")]
+    answers = await asyncio.gather(*(committing_client.get(back, headers=account.headers) for back in backs))
+    assert sorted(a.status_code for a in answers) == [200, 422], [a.text for a in answers]
+    refused = next(a for a in answers if a.status_code == 422)
+    assert "works once" in refused.json()["message"]
+    async with committing_app.state.sessionmaker() as fresh:
+        found = await fresh.execute(
+            select(func.count())
+            .select_from(ChannelConnection)
+            .where(ChannelConnection.organization_id == uuid.UUID(account.organization_id))
+        )
+        assert found.scalar_one() == 1
