@@ -3,6 +3,7 @@ once, and a built-in keeps its own."""
 
 from __future__ import annotations
 
+import dataclasses
 from importlib.metadata import Distribution, EntryPoint
 from pathlib import Path
 
@@ -20,6 +21,9 @@ also_good = ReferencePlugin("good")
 impostor = ReferencePlugin("reference")
 mislabelled = ReferencePlugin("labelled", capabilities=default_capabilities("other"))
 not_a_plugin = object()
+blurry = ReferencePlugin(
+    "blurry", capabilities=dataclasses.replace(default_capabilities("blurry"), image_rule="lazada")
+)
 
 
 class Broken:
@@ -105,6 +109,15 @@ def test_an_entry_point_whose_name_differs_from_the_plugins_is_refused() -> None
     errors = {failure.entry_point.split(" = ")[0]: failure.error for failure in registry.failures}
     assert "the entry point is called 'acme' but the plugin says it is 'good'" in errors["acme"]
     assert "declares capabilities for 'other'" in errors["labelled"]
+
+
+def test_a_plugin_asking_for_an_image_rule_the_media_pipeline_does_not_make_is_refused() -> None:
+    # Else the engine would quietly send the stored photo instead of the channel's rendition.
+    registry = load([point("blurry", "blurry")])
+
+    assert not registry.names
+    assert "image rule 'lazada'" in registry.failures[0].error
+    assert "lazada.main" in registry.failures[0].error
 
 
 def test_a_name_outside_the_pattern_is_refused() -> None:

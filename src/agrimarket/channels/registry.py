@@ -15,6 +15,7 @@ from importlib.metadata import EntryPoint, entry_points
 
 from agrimarket.channels.base import ChannelPlugin
 from agrimarket.errors import NotFound
+from agrimarket.media.rules import DEFAULT_RULES
 from agrimarket.observability import get_logger
 
 log = get_logger(__name__)
@@ -74,6 +75,11 @@ def _check(plugin: object, name: str) -> ChannelPlugin:
         raise ValueError(f"the entry point is called {name!r} but the plugin says it is {plugin_name!r}")
     if plugin.capabilities.name != name:  # type: ignore[attr-defined]
         raise ValueError(f"the plugin {name!r} declares capabilities for {plugin.capabilities.name!r}")  # type: ignore[attr-defined]
+    image_rule = plugin.capabilities.image_rule  # type: ignore[attr-defined]
+    if image_rule is not None and image_rule not in DEFAULT_RULES:
+        # Else the engine would quietly send the stored photo instead of the rendition the channel needs.
+        known = ", ".join(sorted(DEFAULT_RULES))
+        raise ValueError(f"the plugin {name!r} asks for image rule {image_rule!r}; the media rules are: {known}")
     return plugin  # type: ignore[return-value]
 
 

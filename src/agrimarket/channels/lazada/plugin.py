@@ -25,6 +25,7 @@ from agrimarket.channels.lazada.adapter import LazadaAdapter, token_credentials
 from agrimarket.channels.lazada.client import LazadaClient
 from agrimarket.channels.lazada.schemas import LazadaApp, LazadaCredentials, LazadaSettings
 from agrimarket.channels.lazada.signing import Clock
+from agrimarket.media.rules import LAZADA
 
 NAME = "lazada"
 
@@ -65,7 +66,7 @@ CAPABILITIES = Capabilities(
     ),
     # Brand, package size and weight have defaults in the settings; a category may too, so it is checked at publish.
     required_fields=frozenset({"images"}),
-    image_rule="lazada",
+    image_rule=LAZADA.purpose,
 )
 
 
