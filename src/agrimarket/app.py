@@ -101,7 +101,7 @@ def create_app(settings: Settings | None = None, *, companions: list[Companion] 
     configure_logging(json_logs=settings.json_logs, level=settings.log_level)
     # The in-process worker (if enabled) enters last, so it stops before the companions its handlers use;
     # the photo thread pool enters first, so it stops after everything that may still send it work.
-    companion_factories = [_media_executor, *(companions or []), _in_process_worker]
+    companion_factories = [_media_executor, *(companions or [])]
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -135,6 +135,11 @@ def create_app(settings: Settings | None = None, *, companions: list[Companion] 
     app.add_exception_handler(DataError, _data_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     _include_routers(app)
+    if settings.demo_enabled:
+        from agrimarket import demo
+
+        companion_factories.extend(demo.install(app, settings))
+    companion_factories.append(_in_process_worker)
     # Added last, so it is the outermost middleware: its request id and timing cover every other one.
     app.add_middleware(ObservabilityMiddleware)
     return app

@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import getpass
 import json
+import os
 import sys
 import uuid
 from pathlib import Path
@@ -20,6 +21,13 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
     import uvicorn
 
     settings.check_secrets()  # fail before forking workers, with the clear message
+    # The app (made by uvicorn's factory, maybe in other processes) reads its settings from the environment: the
+    # flags go there too, so the address it links to (OAuth callbacks, the demo's sandboxes) is where it listens.
+    if args.host:
+        os.environ["AGRIMARKET_HOST"] = args.host
+    if args.port:
+        os.environ["AGRIMARKET_PORT"] = str(args.port)
+    get_settings.cache_clear()
     if args.workers > 1:
         from agrimarket.observability import prepare_multiprocess_dir
 

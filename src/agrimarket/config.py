@@ -77,6 +77,9 @@ class Settings(BaseSettings):
     # Where the seller's browser is sent (303) once a shop is connected by authorisation, with `connection_id`
     # (or `error` and `message`) in the query. Unset: the callback answers JSON.
     connect_done_url: str = ""
+    # The Shopee and Lazada sandboxes mounted under /sandbox/…, with a demo cooperative published to them.
+    # Unset: on in development, off otherwise. Never on in production.
+    demo: bool | None = None
 
     @field_validator("public_base_url", "connect_done_url")
     @classmethod
@@ -118,6 +121,12 @@ class Settings(BaseSettings):
     @property
     def secure_cookies(self) -> bool:
         return self.cookie_secure if self.cookie_secure is not None else not self.is_development
+
+    @property
+    def demo_enabled(self) -> bool:
+        if self.env is Environment.production:
+            return False
+        return self.demo if self.demo is not None else self.is_development
 
     @property
     def public_url(self) -> str | None:

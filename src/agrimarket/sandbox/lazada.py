@@ -250,6 +250,13 @@ class LazadaSandbox:
             "refresh_expires_at": datetime.fromtimestamp(shop.refresh_expires_at, VN).isoformat(),
         }
 
+    def snapshot(self) -> bytes:
+        """The shops, items, orders and images, to :meth:`restore` after a restart (the demo keeps them)."""
+        return self.market.snapshot()
+
+    def restore(self, data: bytes) -> None:
+        self.market.restore(data)
+
     def set_callback(self, seller_id: str, url: str | None) -> None:
         """Where the shop's push messages go (the app's callback URL in the Lazada console)."""
         self.market.shops[seller_id].callback_url = url
