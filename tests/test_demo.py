@@ -59,6 +59,10 @@ def shop_stock(base_url: str, channel: str) -> dict[str, int]:
     return {sku: int(stock) for sku, stock in STOCK_CELL.findall(page.text)}
 
 
+def shows(base_url: str, channel: str, expected: dict[str, int]) -> Callable[[], bool]:
+    return lambda: shop_stock(base_url, channel) == expected
+
+
 def eventually(check: Callable[[], bool], within: float, what: str) -> float:
     started = time.monotonic()
     while not check():
@@ -74,7 +78,7 @@ def test_the_demo_publishes_to_both_sandboxes_follows_a_stock_change_and_survive
 
     with demo_server(tmp_path, port) as base_url:
         for channel in SHOPS:
-            eventually(lambda c=channel: shop_stock(base_url, c) == expected, 20, f"every demo SKU on {channel}")
+            eventually(shows(base_url, channel, expected), 20, f"every demo SKU on {channel}")
 
         with httpx.Client(base_url=base_url) as client:
             logged_in = client.post("/api/v1/auth/login", json={"phone": DEMO_PHONE, "password": DEMO_PASSWORD})
@@ -89,7 +93,7 @@ def test_the_demo_publishes_to_both_sandboxes_follows_a_stock_change_and_survive
 
         expected["SR-RI6-KG"] = 7
         for channel in SHOPS:
-            eventually(lambda c=channel: shop_stock(base_url, c) == expected, 10, f"the new durian stock on {channel}")
+            eventually(shows(base_url, channel, expected), 10, f"the new durian stock on {channel}")
 
     with demo_server(tmp_path, port) as base_url:
         for channel in SHOPS:

@@ -126,7 +126,7 @@ class Settings(BaseSettings):
     def demo_enabled(self) -> bool:
         if self.env is Environment.production:
             return False
-        return self.demo if self.demo is not None else self.is_development
+        return self.demo if self.demo is not None else self.env is Environment.development
 
     @property
     def public_url(self) -> str | None:

@@ -70,8 +70,11 @@ def default_capabilities() -> Capabilities:
 
 
 def _with_query(url: str, extra: Mapping[str, str]) -> str:
+    """``url`` with ``extra`` in its query, replacing a parameter of the same name (the core's redirect URI already
+    carries our state: it must arrive once)."""
     parts = urlsplit(url)
-    query = [*parse_qsl(parts.query, keep_blank_values=True), *extra.items()]
+    kept = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if k not in extra]
+    query = [*kept, *extra.items()]
     return urlunsplit(parts._replace(query=urlencode(query)))
 
 
