@@ -38,7 +38,6 @@ from agrimarket.channels.base import (
     BatchResult,
     ChannelAdapter,
     ChannelPlugin,
-    ConnectionInfo,
     ImageRef,
     ListingDraft,
     PriceUpdate,
@@ -47,6 +46,7 @@ from agrimarket.channels.base import (
 )
 from agrimarket.channels.errors import AuthExpired, ChannelError, ChannelNotFound, RateLimited, Rejected, Retryable
 from agrimarket.channels.registry import ChannelRegistry
+from agrimarket.channels.shop import adapter_for
 from agrimarket.channels.validation import check_listing
 from agrimarket.config import Settings
 from agrimarket.db import transaction
@@ -486,19 +486,8 @@ class _Run:
 
     def _adapter(self, encrypted: bytes | None) -> ChannelAdapter:
         assert self.plugin is not None
-        try:
-            credentials = self.engine.cipher.decrypt_json(encrypted) if encrypted else {}
-        except ValueError as exc:  # keys rotated away, or a corrupted row: only a new authorisation mends it
-            raise AuthExpired(str(exc)) from exc
-        settings = (self.connection.settings or {}).get("channel") or {}
-        info = ConnectionInfo(
-            connection_id=self.connection.id,
-            organization_id=self.connection.organization_id,
-            external_shop_id=self.connection.external_shop_id,
-            credentials=credentials,
-            settings=settings,
-        )
-        return self.plugin.adapter(info, self.engine.http)
+        self.connection.credentials_encrypted = encrypted
+        return adapter_for(self.connection, self.plugin, self.engine.cipher, self.engine.http, self.engine.settings)
 
     async def _valid(self, plan: ProductPlan, variants: Mapping[uuid.UUID, Variant]) -> bool:
         """Check against the channel's declared limits before sending; a listing that cannot pass is marked

@@ -48,7 +48,7 @@ def test_plugin_declares_lazada_capabilities() -> None:
     assert CAPABILITIES.stock_batch.max_size <= 50
     assert CAPABILITIES.price_batch.max_size <= 50
     assert not CAPABILITIES.rate_limit.documented
-    assert CAPABILITIES.image_rule == "lazada"
+    assert CAPABILITIES.image_rule == "lazada.main"
     assert CAPABILITIES.limits.title_max == 255
     assert CAPABILITIES.limits.images_max == 8
     assert {Feature.variants, Feature.webhooks, Feature.fulfilment, Feature.image_upload} <= CAPABILITIES.features
