@@ -244,6 +244,17 @@ class InventoryService:
         )
         return StockChange(level, movement, applied=sold, short=quantity - sold)
 
+    async def restock(self, variant_id: uuid.UUID, quantity: int, *, reference: str, reason: str = "") -> StockChange:
+        """Goods a buyer sent back are on hand again (a ``return`` movement)."""
+        _positive(quantity)
+        level, done = await self._begin_pipeline(variant_id, reference)
+        if done is not None:
+            return StockChange(level, done, replayed=True, applied=done.on_hand_delta)
+        movement = await self._apply(
+            level, MovementKind.return_, on_hand_delta=quantity, reason=reason, reference=reference
+        )
+        return StockChange(level, movement, applied=quantity)
+
     # -- the one way stock changes ----------------------------------------------------------------------------
 
     async def _apply(

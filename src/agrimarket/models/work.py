@@ -31,6 +31,9 @@ class InboundEvent(IdMixin, Base):
         ForeignKey("channel_connections.id", ondelete="SET NULL"), index=True
     )
     event_type: Mapped[str] = mapped_column(String(100))
+    # The order numbers the push names, read when its signature verified (the signature itself is not kept, so
+    # the body cannot be verified again): what the order pipeline re-fetches. None: not read at receipt.
+    order_ids: Mapped[list[str] | None] = mapped_column(JSON)
     headers: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     body: Mapped[bytes] = mapped_column(LargeBinary)
     received_at: Mapped[datetime] = mapped_column(default=utcnow)
@@ -38,7 +41,11 @@ class InboundEvent(IdMixin, Base):
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     last_error: Mapped[str | None] = mapped_column(Text)
 
-    __table_args__ = (UniqueConstraint("source", "external_id"),)
+    __table_args__ = (
+        UniqueConstraint("source", "external_id"),
+        # The inbox of one shop, oldest first: what ``orders.drain_inbox`` reads in batches.
+        Index("ix_inbound_events_inbox", "connection_id", "handled_at", "received_at"),
+    )
 
 
 class Job(IdMixin, Base):

@@ -1,0 +1,257 @@
+"""Draining one shop's webhook inbox: pushes are hints, the orders are re-fetched and ingested.
+
+The webhook endpoint stores each verified push as an :class:`~agrimarket.models.InboundEvent` and, for a new row,
+enqueues ``orders.drain_inbox`` for the shop (:func:`request_drain`). The drain reads the shop's unhandled events
+oldest first, ``batch_size`` at a time; for each batch it re-fetches every order the order events name with **one**
+``get_orders`` call (the adapter splits it into the platform's own batch size), outside any transaction, then in one
+write transaction ingests what came back and marks the events handled. It loops until the inbox is empty.
+
+- An order the marketplace says does not exist: its events are handled, with ``last_error`` saying so; nothing else
+  changes.
+- The marketplace down or throttling (:class:`Retryable`, :class:`RateLimited`) or the shop's authorisation gone:
+  the batch's order events stay unhandled (``attempts`` + 1, ``last_error`` set) and the job is retried later
+  (:class:`~agrimarket.worker.RetryLater`, with the platform's ``Retry-After`` when it gave one).
+- ``stock`` events: the shop's listings are marked dirty, so our absolute quantities are pushed again. ``listing``,
+  ``auth`` and ``other`` events are handled with nothing more to do for now.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import httpx
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from agrimarket.channels.base import ChannelOrder, EventKind
+from agrimarket.channels.errors import (
+    AuthExpired,
+    ChannelError,
+    ChannelNotFound,
+    InvalidSignature,
+    MalformedEvent,
+    RateLimited,
+    Rejected,
+    Retryable,
+)
+from agrimarket.channels.registry import ChannelRegistry
+from agrimarket.channels.shop import ShopClient, callback_url
+from agrimarket.config import Settings
+from agrimarket.db import transaction
+from agrimarket.inventory.repository import InventoryRepository
+from agrimarket.inventory.service import InventoryService
+from agrimarket.models import ChannelConnection, InboundEvent, utcnow
+from agrimarket.observability import get_logger
+from agrimarket.orders.repository import OrderRepository
+from agrimarket.orders.service import OrderService
+from agrimarket.worker import RetryLater, enqueue
+
+log = get_logger(__name__)
+
+DRAIN_KIND = "orders.drain_inbox"
+BATCH_SIZE = 200
+
+
+def drain_dedupe_key(connection_id: uuid.UUID) -> str:
+    return f"orders.inbox:{connection_id}"
+
+
+async def request_drain(session: AsyncSession, connection_id: uuid.UUID, organization_id: uuid.UUID) -> None:
+    """Make sure a drain of the shop's inbox is queued (in the caller's transaction, with the new event). Pushes
+    arriving before it starts fold into it; one arriving while it runs queues the next."""
+    await enqueue(
+        session,
+        DRAIN_KIND,
+        {"connection_id": str(connection_id)},
+        dedupe_key=drain_dedupe_key(connection_id),
+        dedupe_while_running=False,
+        organization_id=organization_id,
+    )
+
+
+@dataclass
+class DrainReport:
+    events: int = 0
+    batches: int = 0
+    remote_calls: int = 0
+    orders_ingested: int = 0
+    orders_missing: int = 0
+    unreadable: int = 0
+
+
+class InboxDrainer:
+    def __init__(
+        self,
+        sessionmaker: async_sessionmaker[AsyncSession],
+        settings: Settings,
+        *,
+        channels: ChannelRegistry,
+        http: httpx.AsyncClient,
+        owner: str,
+        batch_size: int = BATCH_SIZE,
+    ) -> None:
+        self.sessionmaker = sessionmaker
+        self.settings = settings
+        self.channels = channels
+        self.http = http
+        self.owner = owner
+        self.batch_size = batch_size
+
+    async def drain(self, connection_id: uuid.UUID) -> DrainReport:
+        report = DrainReport()
+        async with transaction(self.sessionmaker) as session:
+            connection = await OrderRepository(session).connection(connection_id)
+        if connection is None:
+            return report  # disconnected and deleted: its events no longer name it
+        try:
+            shop = ShopClient(
+                self.sessionmaker,
+                self.settings,
+                connection,
+                channels=self.channels,
+                http=self.http,
+                owner=self.owner,
+            )
+        except AuthExpired as exc:
+            await self._hold_all(connection_id, _auth_message(exc))
+            raise RetryLater(_auth_message(exc)) from exc
+        while True:
+            async with transaction(self.sessionmaker) as session:
+                events = await OrderRepository(session).unhandled_events(connection_id, self.batch_size)
+            if not events:
+                return report
+            report.batches += 1
+            report.events += len(events)
+            await self._batch(shop, connection, events, report)
+
+    async def _batch(
+        self, shop: ShopClient, connection: ChannelConnection, events: Sequence[InboundEvent], report: DrainReport
+    ) -> None:
+        url = callback_url(self.settings, connection) or ""
+        order_ids_of: dict[uuid.UUID, list[str]] = {}
+        unreadable: dict[str, list[uuid.UUID]] = defaultdict(list)
+        plain: list[uuid.UUID] = []
+        stock_changed = False
+        for event in events:
+            if event.event_type != EventKind.order.value:
+                plain.append(event.id)
+                stock_changed = stock_changed or event.event_type == EventKind.stock.value
+                continue
+            ids = event.order_ids
+            if ids is None:
+                # Read at receipt by the webhook endpoint; a row stored without them is read again, which only
+                # works where its signature was kept with it.
+                try:
+                    parsed = shop.adapter.parse_webhook(url=url, headers=httpx.Headers(event.headers), body=event.body)
+                except (InvalidSignature, MalformedEvent) as exc:
+                    unreadable[_unreadable_message(exc)].append(event.id)
+                    continue
+                ids = [str(i) for i in parsed.order_ids]
+            if not ids:
+                unreadable["The push names no order, so there was nothing to fetch."].append(event.id)
+                continue
+            order_ids_of[event.id] = [str(i) for i in ids]
+        report.unreadable += sum(len(ids) for ids in unreadable.values())
+        wanted = list(dict.fromkeys(i for ids in order_ids_of.values() for i in ids))
+        try:
+            fetched = await self._fetch(shop, wanted, report)
+        except ChannelError as exc:
+            message, retry_after = _failure(exc)
+            async with transaction(self.sessionmaker) as session:
+                repo = OrderRepository(session)
+                await self._settle_plain(session, connection, plain, unreadable, stock_changed)
+                await repo.note_failure(list(order_ids_of), message)
+            log.warning("inbox_fetch_failed", connection_id=str(connection.id), error=message)
+            raise RetryLater(message, retry_after=retry_after) from exc
+        missing_word = shop.plugin.capabilities.display_name
+        async with transaction(self.sessionmaker) as session:
+            repo = OrderRepository(session)
+            service = OrderService(repo, InventoryService(InventoryRepository(session)))
+            results = await service.ingest_many(connection, list(fetched.values()))
+            report.orders_ingested += len(results)
+            await self._settle_plain(session, connection, plain, unreadable, stock_changed)
+            now = utcnow()
+            found_ok: list[uuid.UUID] = []
+            by_error: dict[str, list[uuid.UUID]] = defaultdict(list)
+            for event_id, ids in order_ids_of.items():
+                missing = [i for i in ids if i not in fetched]
+                if missing:
+                    report.orders_missing += len(missing)
+                    by_error[_missing_message(missing_word, missing)].append(event_id)
+                else:
+                    found_ok.append(event_id)
+            await repo.mark_handled(found_ok, now)
+            for message, event_ids in by_error.items():
+                await repo.mark_handled(event_ids, now, message)
+
+    async def _fetch(self, shop: ShopClient, wanted: list[str], report: DrainReport) -> dict[str, ChannelOrder]:
+        """One ``get_orders`` for the batch. Should the platform refuse the whole request (one malformed id spoils
+        it), each id is asked alone, so the others still go through and the refused one is reported."""
+        if not wanted:
+            return {}
+        try:
+            report.remote_calls += 1
+            orders = await shop.call(lambda adapter: adapter.get_orders(wanted))
+        except (Rejected, ChannelNotFound):
+            if len(wanted) == 1:
+                return {}
+            orders = []
+            for one in wanted:
+                try:
+                    report.remote_calls += 1
+                    orders.extend(await shop.call(lambda adapter, i=one: adapter.get_orders([i])))  # type: ignore[misc]
+                except (Rejected, ChannelNotFound):
+                    continue
+        asked = set(wanted)
+        return {order.external_id: order for order in orders if order.external_id in asked}
+
+    async def _settle_plain(
+        self,
+        session: AsyncSession,
+        connection: ChannelConnection,
+        plain: list[uuid.UUID],
+        unreadable: dict[str, list[uuid.UUID]],
+        stock_changed: bool,
+    ) -> None:
+        repo = OrderRepository(session)
+        now = utcnow()
+        await repo.mark_handled(plain, now)
+        for message, ids in unreadable.items():
+            await repo.mark_handled(ids, now, message)
+        if stock_changed:
+            await repo.mark_shop_listings_dirty(connection)
+
+    async def _hold_all(self, connection_id: uuid.UUID, message: str) -> None:
+        async with transaction(self.sessionmaker) as session:
+            repo = OrderRepository(session)
+            events = await repo.unhandled_events(connection_id, self.batch_size)
+            await repo.note_failure([e.id for e in events], message)
+
+
+def _unreadable_message(exc: ChannelError) -> str:
+    return (
+        "The push's order number was not kept with it and the push cannot be read again "
+        f"({exc.message}); the next reconciliation of the shop's orders will catch the order."
+    )
+
+
+def _auth_message(exc: ChannelError) -> str:
+    return f"The marketplace no longer accepts the shop's authorisation: connect the shop again. ({exc.message})"
+
+
+def _failure(exc: ChannelError) -> tuple[str, float | None]:
+    if isinstance(exc, RateLimited):
+        return f"The marketplace asked us to slow down; trying again later. ({exc.message})", exc.retry_after
+    if isinstance(exc, Retryable):
+        return f"The marketplace did not answer; trying again later. ({exc.message})", None
+    if isinstance(exc, AuthExpired):
+        return _auth_message(exc), None
+    return f"The marketplace refused to give the orders: {exc.message}", None
+
+
+def _missing_message(channel: str, missing: list[str]) -> str:
+    if len(missing) == 1:
+        return f"{channel} says order {missing[0]} does not exist, so nothing was changed."
+    return f"{channel} says orders {', '.join(missing)} do not exist, so nothing was changed."

@@ -1,0 +1,226 @@
+"""All order and inbox queries."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import exists, func, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from agrimarket.inventory.repository import keyset
+from agrimarket.kit.pagination import Cursor
+from agrimarket.models import (
+    ChannelConnection,
+    InboundEvent,
+    Listing,
+    ListingStatus,
+    Order,
+    OrderLine,
+    OrderStatus,
+    StockLevel,
+    Variant,
+)
+from agrimarket.sync.queue import request_sync
+
+
+class OrderRepository:
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    # -- orders ---------------------------------------------------------------------------------------------
+
+    async def insert_order_if_absent(self, values: dict[str, Any]) -> bool:
+        """Insert-or-nothing on (connection, external id): True when this call made the row. A second writer
+        of the same order waits for the first (PostgreSQL's unique index; SQLite's single writer), then does
+        nothing."""
+        dialect = self.session.get_bind().dialect.name
+        insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+        statement = (
+            insert(Order)
+            .values(values)
+            .on_conflict_do_nothing(index_elements=[Order.connection_id, Order.external_id])
+            .returning(Order.id)
+        )
+        return (await self.session.execute(statement)).scalar_one_or_none() is not None
+
+    async def orders_for_update(self, connection_id: uuid.UUID, external_ids: Sequence[str]) -> dict[str, Order]:
+        """The orders, row-locked until the transaction ends, in one order (external id) so two writers never
+        wait for each other crosswise; refreshed with what the lock protects."""
+        if not external_ids:
+            return {}
+        result = await self.session.execute(
+            select(Order)
+            .where(Order.connection_id == connection_id, Order.external_id.in_(list(external_ids)))
+            .order_by(Order.external_id)
+            .with_for_update()
+            .execution_options(populate_existing=True)
+        )
+        return {order.external_id: order for order in result.scalars()}
+
+    async def order(self, order_id: uuid.UUID) -> Order | None:
+        return await self.session.get(Order, order_id)
+
+    async def order_for_update(self, order_id: uuid.UUID) -> Order | None:
+        result = await self.session.execute(
+            select(Order).where(Order.id == order_id).with_for_update().execution_options(populate_existing=True)
+        )
+        return result.scalar_one_or_none()
+
+    async def lines(self, order_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, list[OrderLine]]:
+        found: dict[uuid.UUID, list[OrderLine]] = {order_id: [] for order_id in order_ids}
+        if not order_ids:
+            return found
+        result = await self.session.execute(
+            select(OrderLine)
+            .where(OrderLine.order_id.in_(list(order_ids)))
+            .order_by(OrderLine.order_id, OrderLine.external_line_id, OrderLine.id)
+            .execution_options(populate_existing=True)
+        )
+        for line in result.scalars():
+            found[line.order_id].append(line)
+        return found
+
+    async def has_unknown_sku(self, order_id: uuid.UUID) -> bool:
+        result = await self.session.execute(
+            select(exists().where(OrderLine.order_id == order_id, OrderLine.unknown_sku.is_(True)))
+        )
+        return bool(result.scalar_one())
+
+    async def search(
+        self,
+        organization_id: uuid.UUID,
+        *,
+        status: OrderStatus | None,
+        channel: str | None,
+        connection_id: uuid.UUID | None,
+        placed_from: datetime | None,
+        placed_before: datetime | None,
+        oversold: bool | None,
+        unknown_sku: bool | None,
+        cursor: Cursor | None,
+        limit: int,
+    ) -> list[tuple[Order, str, bool]]:
+        """Orders newest first, each with its shop's channel and whether a line's SKU is unknown."""
+        unknown = exists().where(OrderLine.order_id == Order.id, OrderLine.unknown_sku.is_(True))
+        stmt = (
+            select(Order, ChannelConnection.channel, unknown.label("unknown_sku"))
+            .join(ChannelConnection, ChannelConnection.id == Order.connection_id)
+            .where(Order.organization_id == organization_id)
+        )
+        if status is not None:
+            stmt = stmt.where(Order.status == status)
+        if channel is not None:
+            stmt = stmt.where(ChannelConnection.channel == channel)
+        if connection_id is not None:
+            stmt = stmt.where(Order.connection_id == connection_id)
+        if placed_from is not None:
+            stmt = stmt.where(Order.placed_at >= placed_from)
+        if placed_before is not None:
+            stmt = stmt.where(Order.placed_at < placed_before)
+        if oversold is not None:
+            stmt = stmt.where(Order.oversold.is_(oversold))
+        if unknown_sku is not None:
+            stmt = stmt.where(unknown if unknown_sku else ~unknown)
+        stmt = keyset(stmt, Order.placed_at, Order.id, cursor, newest_first=True)
+        result = await self.session.execute(stmt.limit(limit))
+        return [(order, channel_name, bool(flag)) for order, channel_name, flag in result.all()]
+
+    # -- what an order line is ------------------------------------------------------------------------------
+
+    async def listed_variants(
+        self, connection_id: uuid.UUID, external_sku_ids: Sequence[str]
+    ) -> list[tuple[str | None, str, uuid.UUID]]:
+        """(external item id, external SKU id, variant) of the shop's listings with these platform SKU ids."""
+        if not external_sku_ids:
+            return []
+        result = await self.session.execute(
+            select(Listing.external_item_id, Listing.external_sku_id, Listing.variant_id).where(
+                Listing.connection_id == connection_id, Listing.external_sku_id.in_(list(external_sku_ids))
+            )
+        )
+        return [(item, sku, variant) for item, sku, variant in result.all() if sku is not None]
+
+    async def variants_by_sku(self, organization_id: uuid.UUID, skus: Sequence[str]) -> dict[str, uuid.UUID]:
+        """Our variants by SKU, compared case-insensitively (keys lower case)."""
+        if not skus:
+            return {}
+        lowered = sorted({sku.lower() for sku in skus})
+        result = await self.session.execute(
+            select(Variant.sku, Variant.id).where(
+                Variant.organization_id == organization_id, func.lower(Variant.sku).in_(lowered)
+            )
+        )
+        return {sku.lower(): variant_id for sku, variant_id in result.all()}
+
+    async def lock_levels(self, variant_ids: Sequence[uuid.UUID]) -> None:
+        """Lock the stock levels an ingest is about to change, all at once and in one order (PostgreSQL), so two
+        batches touching the same variants queue instead of deadlocking."""
+        if not variant_ids or self.session.get_bind().dialect.name != "postgresql":
+            return
+        await self.session.execute(
+            select(StockLevel.variant_id)
+            .where(StockLevel.variant_id.in_(sorted(set(variant_ids))))
+            .order_by(StockLevel.variant_id)
+            .with_for_update()
+        )
+
+    async def mark_shop_listings_dirty(self, connection: ChannelConnection) -> int:
+        """Every listing of one shop needs pushing again (the platform changed stock on its side): our absolute
+        quantities go out once more."""
+        result = await self.session.execute(
+            update(Listing)
+            .where(Listing.connection_id == connection.id, Listing.status != ListingStatus.delisted)
+            .values(desired_version=Listing.desired_version + 1)
+            .execution_options(synchronize_session=False)
+        )
+        count = int(getattr(result, "rowcount", 0) or 0)
+        if count:
+            await request_sync(self.session, {connection.id: connection.organization_id})
+        return count
+
+    # -- connections ----------------------------------------------------------------------------------------
+
+    async def connection(self, connection_id: uuid.UUID) -> ChannelConnection | None:
+        return await self.session.get(ChannelConnection, connection_id)
+
+    # -- the inbox ------------------------------------------------------------------------------------------
+
+    async def unhandled_events(self, connection_id: uuid.UUID, limit: int) -> list[InboundEvent]:
+        result = await self.session.execute(
+            select(InboundEvent)
+            .where(InboundEvent.connection_id == connection_id, InboundEvent.handled_at.is_(None))
+            .order_by(InboundEvent.received_at, InboundEvent.id)
+            .limit(limit)
+        )
+        return list(result.scalars())
+
+    async def mark_handled(self, event_ids: Sequence[uuid.UUID], at: datetime, error: str | None = None) -> None:
+        if not event_ids:
+            return
+        await self.session.execute(
+            update(InboundEvent)
+            .where(InboundEvent.id.in_(list(event_ids)), InboundEvent.handled_at.is_(None))
+            .values(handled_at=at, attempts=InboundEvent.attempts + 1, last_error=error)
+            .execution_options(synchronize_session=False)
+        )
+
+    async def note_failure(self, event_ids: Sequence[uuid.UUID], message: str) -> None:
+        """A try that did not get through: the events stay unhandled, with what went wrong."""
+        if not event_ids:
+            return
+        await self.session.execute(
+            update(InboundEvent)
+            .where(InboundEvent.id.in_(list(event_ids)), InboundEvent.handled_at.is_(None))
+            .values(attempts=InboundEvent.attempts + 1, last_error=message[:2000])
+            .execution_options(synchronize_session=False)
+        )
+
+    def add(self, *objects: object) -> None:
+        self.session.add_all(objects)
+
+    async def flush(self) -> None:
+        await self.session.flush()

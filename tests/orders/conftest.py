@@ -1,0 +1,5 @@
+"""Order pipeline tests commit for real (the drain and the fulfilment endpoints open their own transactions)."""
+
+from __future__ import annotations
+
+from tests.worker.conftest import db, worker_settings  # noqa: F401
