@@ -26,14 +26,25 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from agrimarket.accounts.repository import AccountRepository
 from agrimarket.accounts.service import AccountService
-from agrimarket.channels.reference import ReferencePlugin
+from agrimarket.channels.reference import ReferenceMarket, ReferencePlugin
 from agrimarket.channels.registry import ChannelRegistry
 from agrimarket.config import Settings
 from agrimarket.db import make_sessionmaker, transaction
 from agrimarket.kit.crypto import new_token, token_hash
 from agrimarket.kit.phone import normalize_vn_mobile
 from agrimarket.media.storage import storage_for
-from agrimarket.models import ApiToken, Job, JobStatus, Membership, OrganizationKind, Role, User, utcnow
+from agrimarket.models import (
+    ApiToken,
+    Job,
+    JobStatus,
+    Membership,
+    Order,
+    OrderStatus,
+    OrganizationKind,
+    Role,
+    User,
+    utcnow,
+)
 from agrimarket.sync.runtime import SyncRuntime, use_runtime
 from tests.channels.oauth import CHANNEL as OAUTH_CHANNEL
 from tests.channels.oauth import OAuthReferencePlugin, Platform
@@ -281,6 +292,33 @@ def a_listing(body: Callable[[World, str], Any] | None = None) -> Make:
     return make
 
 
+async def an_order(ctx: Ctx, world: World, target: str) -> Target:
+    """A paid order on a reference shop of the target organization, as the inbox drain records it."""
+    body = _connection_body()
+    response = await ctx.client.post(
+        f"/api/v1/organizations/{world.org_ids[target]}/connections", json=body, headers=world.owner_of[target].headers
+    )
+    assert response.status_code == 201, response.text
+    placed = ReferenceMarket.shop(body["credentials"]["shop_id"]).place_order("MTX-SAU-RIENG", 1)
+    order = Order(
+        organization_id=world.org_ids[target],
+        connection_id=uuid.UUID(response.json()["id"]),
+        external_id=placed.external_id,
+        status=OrderStatus.ready_to_ship,
+        total_vnd=120_000,
+        placed_at=utcnow(),
+    )
+    ctx.session.add(order)
+    await ctx.session.commit()
+    return Target(params={"order_id": str(order.id)})
+
+
+async def _with_body(ctx: Ctx, world: World, target: str, body: dict[str, Any]) -> Target:
+    made = await an_order(ctx, world, target)
+    made.body = body
+    return made
+
+
 async def an_authorised_return(ctx: Ctx, world: World, target: str) -> Target:
     """The target's owner started connecting a shop and the platform sent them back: only they may finish."""
     owner = world.owner_of[target]
@@ -445,6 +483,16 @@ CASES: list[Case] = [
     Case("POST", "/api/v1/connections/{connection_id}/listings/{product_id}/resume", 200, make=a_listing()),
     Case("DELETE", "/api/v1/connections/{connection_id}/listings/{product_id}", 200, make=a_listing()),
     Case("GET", "/api/v1/products/{product_id}/listings", 200, make=a_listing()),
+    # orders
+    Case("GET", "/api/v1/organizations/{organization_id}/orders", 200, make=org_only),
+    Case("GET", "/api/v1/orders/{order_id}", 200, make=an_order),
+    Case("POST", "/api/v1/orders/{order_id}/ship", 200, make=lambda c, w, t: _with_body(c, w, t, {})),
+    Case(
+        "POST",
+        "/api/v1/orders/{order_id}/cancel",
+        200,
+        make=lambda c, w, t: _with_body(c, w, t, {"reason": "Hết hàng"}),
+    ),
     # background jobs
     Case("GET", "/api/v1/jobs", 200, role=None),
     Case("GET", "/api/v1/jobs/{job_id}", 200, role=Role.admin, make=a_dead_job),

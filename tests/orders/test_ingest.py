@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 
-from sqlalchemy import func, select
+from sqlalchemy import delete, func, select, update
 
 from agrimarket.config import Settings
 from agrimarket.db import transaction
@@ -36,12 +36,13 @@ async def _farm(db: Db, settings: Settings, *, stock: int = 10) -> tuple[Farm, C
 async def test_a_new_paid_order_is_recorded_with_its_lines_and_reserves_its_stock(
     db: Db, worker_settings: Settings
 ) -> None:
-    _farm_, connection, variant, sku = await _farm(db, worker_settings)
+    _, connection, variant, sku = await _farm(db, worker_settings)
     placed = channel_order([(sku, 3)])
 
     result = await ingest(db, connection, placed)
 
-    assert result.created and result.status is OrderStatus.paid
+    assert result.created
+    assert result.status is OrderStatus.paid
     order, [line] = await order_and_lines(db, connection.id, placed.external_id)
     assert (order.total_vnd, order.oversold, order.buyer_name) == (300_000, False, "Nguyễn Thị Lan")
     assert (line.variant_id, line.quantity, line.reserved_quantity, line.oversold_quantity) == (variant, 3, 3, 0)
@@ -55,7 +56,7 @@ async def test_a_new_paid_order_is_recorded_with_its_lines_and_reserves_its_stoc
 async def test_an_unpaid_order_reserves_too_because_the_platform_holds_the_unit_for_the_buyer(
     db: Db, worker_settings: Settings
 ) -> None:
-    _farm_, connection, variant, sku = await _farm(db, worker_settings)
+    _, connection, variant, sku = await _farm(db, worker_settings)
 
     await ingest(db, connection, channel_order([(sku, 2)], status=OrderStatus.unpaid))
 
@@ -63,13 +64,14 @@ async def test_an_unpaid_order_reserves_too_because_the_platform_holds_the_unit_
 
 
 async def test_the_same_order_twice_reserves_once(db: Db, worker_settings: Settings) -> None:
-    _farm_, connection, variant, sku = await _farm(db, worker_settings)
+    _, connection, variant, sku = await _farm(db, worker_settings)
     placed = channel_order([(sku, 4)])
 
     await ingest(db, connection, placed)
     again = await ingest(db, connection, placed)
 
-    assert not again.created and not again.effects
+    assert not again.created
+    assert not again.effects
     assert (await level(db, variant)).reserved == 4
     async with transaction(db) as session:
         assert await session.scalar(select(func.count()).select_from(Order)) == 1
@@ -79,7 +81,7 @@ async def test_the_same_order_twice_reserves_once(db: Db, worker_settings: Setti
 async def test_two_ingests_of_the_same_order_at_once_record_it_and_reserve_once(
     db: Db, worker_settings: Settings
 ) -> None:
-    _farm_, connection, variant, sku = await _farm(db, worker_settings)
+    _, connection, variant, sku = await _farm(db, worker_settings)
     placed = channel_order([(sku, 4)])
 
     first, second = await asyncio.gather(ingest(db, connection, placed), ingest(db, connection, placed))
@@ -92,7 +94,7 @@ async def test_two_ingests_of_the_same_order_at_once_record_it_and_reserve_once(
 async def test_a_late_paid_or_unpaid_after_shipped_changes_nothing_and_the_sale_is_committed_once(
     db: Db, worker_settings: Settings
 ) -> None:
-    _farm_, connection, variant, sku = await _farm(db, worker_settings)
+    _, connection, variant, sku = await _farm(db, worker_settings)
     placed = channel_order([(sku, 2)])
 
     await ingest(db, connection, at_status(placed, OrderStatus.shipped, minutes=10))
@@ -100,8 +102,10 @@ async def test_a_late_paid_or_unpaid_after_shipped_changes_nothing_and_the_sale_
     late_unpaid = await ingest(db, connection, at_status(placed, OrderStatus.unpaid, minutes=0))
     await ingest(db, connection, at_status(placed, OrderStatus.shipped, minutes=10))
 
-    assert late_paid.status is OrderStatus.shipped and not late_paid.effects
-    assert late_unpaid.status is OrderStatus.shipped and not late_unpaid.effects
+    assert late_paid.status is OrderStatus.shipped
+    assert not late_paid.effects
+    assert late_unpaid.status is OrderStatus.shipped
+    assert not late_unpaid.effects
     stock = await level(db, variant)
     assert (stock.on_hand, stock.reserved) == (8, 0)
     assert [m.kind for m in await movements(db, variant)] == [MovementKind.sale]
@@ -109,7 +113,7 @@ async def test_a_late_paid_or_unpaid_after_shipped_changes_nothing_and_the_sale_
 
 
 async def test_paid_then_shipped_moves_the_reservation_out_of_stock(db: Db, worker_settings: Settings) -> None:
-    _farm_, connection, variant, sku = await _farm(db, worker_settings)
+    _, connection, variant, sku = await _farm(db, worker_settings)
     placed = channel_order([(sku, 2)])
 
     await ingest(db, connection, placed)
@@ -125,7 +129,7 @@ async def test_paid_then_shipped_moves_the_reservation_out_of_stock(db: Db, work
 
 
 async def test_a_cancelled_order_releases_its_hold_once_and_stays_cancelled(db: Db, worker_settings: Settings) -> None:
-    _farm_, connection, variant, sku = await _farm(db, worker_settings)
+    _, connection, variant, sku = await _farm(db, worker_settings)
     placed = channel_order([(sku, 3)])
 
     await ingest(db, connection, placed)
@@ -133,14 +137,15 @@ async def test_a_cancelled_order_releases_its_hold_once_and_stays_cancelled(db: 
     await ingest(db, connection, at_status(placed, OrderStatus.cancelled, minutes=3))
     after = await ingest(db, connection, at_status(placed, OrderStatus.shipped, minutes=8))
 
-    assert after.status is OrderStatus.cancelled and not after.effects
+    assert after.status is OrderStatus.cancelled
+    assert not after.effects
     stock = await level(db, variant)
     assert (stock.on_hand, stock.reserved) == (10, 0)
     assert [m.kind for m in await movements(db, variant)] == [MovementKind.reserve, MovementKind.release]
 
 
 async def test_a_returned_order_restocks_once(db: Db, worker_settings: Settings) -> None:
-    _farm_, connection, variant, sku = await _farm(db, worker_settings)
+    _, connection, variant, sku = await _farm(db, worker_settings)
     placed = channel_order([(sku, 3)])
 
     await ingest(db, connection, placed)
@@ -156,18 +161,19 @@ async def test_a_returned_order_restocks_once(db: Db, worker_settings: Settings)
 
 
 async def test_an_order_first_seen_cancelled_touches_no_stock(db: Db, worker_settings: Settings) -> None:
-    _farm_, connection, variant, sku = await _farm(db, worker_settings)
+    _, connection, variant, sku = await _farm(db, worker_settings)
 
     result = await ingest(db, connection, channel_order([(sku, 3)], status=OrderStatus.cancelled))
 
-    assert result.status is OrderStatus.cancelled and not result.effects
+    assert result.status is OrderStatus.cancelled
+    assert not result.effects
     assert await movements(db, variant) == []
 
 
 async def test_an_unknown_sku_is_kept_and_flagged_and_the_known_lines_still_reserve(
     db: Db, worker_settings: Settings
 ) -> None:
-    _farm_, connection, variant, sku = await _farm(db, worker_settings)
+    _, connection, variant, sku = await _farm(db, worker_settings)
     placed = channel_order([(sku.lower(), 1), ("KHONG-CO-SKU-NAY", 2)])
 
     result = await ingest(db, connection, placed)
@@ -214,7 +220,7 @@ async def test_a_line_maps_by_the_shops_listing_before_the_sku(db: Db, worker_se
 async def test_the_second_order_for_the_last_unit_is_flagged_oversold_and_stock_never_goes_negative(
     db: Db, worker_settings: Settings
 ) -> None:
-    _farm_, connection, variant, sku = await _farm(db, worker_settings, stock=1)
+    _, connection, variant, sku = await _farm(db, worker_settings, stock=1)
     first, second = channel_order([(sku, 1)]), channel_order([(sku, 1)])
 
     await ingest(db, connection, first)
@@ -222,16 +228,19 @@ async def test_the_second_order_for_the_last_unit_is_flagged_oversold_and_stock_
 
     assert result.oversold
     order, [line] = await order_and_lines(db, connection.id, second.external_id)
-    assert order.oversold and (line.reserved_quantity, line.oversold_quantity) == (0, 1)
+    assert order.oversold
+    assert (line.reserved_quantity, line.oversold_quantity) == (0, 1)
     stock = await level(db, variant)
     assert (stock.on_hand, stock.reserved, stock.available) == (1, 1, 0)
 
     await ingest(db, connection, at_status(second, OrderStatus.shipped, minutes=5))
 
     stock = await level(db, variant)
-    assert stock.on_hand == 1 and stock.available == 0  # nothing to sell it from: still short, never negative
+    assert stock.on_hand == 1
+    assert stock.available == 0
     order, [line] = await order_and_lines(db, connection.id, second.external_id)
-    assert order.oversold and line.oversold_quantity == 1
+    assert order.oversold
+    assert line.oversold_quantity == 1
     assert await ledger_matches(db, variant)
 
 
@@ -246,8 +255,8 @@ async def test_a_sale_on_one_shop_marks_the_variants_listings_on_every_other_sho
     async with transaction(db) as session:
         from agrimarket.models import Job, Listing
 
-        await session.execute(Listing.__table__.update().values(pushed_version=Listing.desired_version))
-        await session.execute(Job.__table__.delete())
+        await session.execute(update(Listing).values(pushed_version=Listing.desired_version))
+        await session.execute(delete(Job))
     assert not dirty(await listings(db, other.id))
     sku = await sku_of(db, farm.products[product][0])
 
