@@ -199,6 +199,34 @@ async def test_stock_goes_out_in_batches_of_the_channels_declared_maximum(db: Db
     assert set(stock_on_channel(shop_id).values()) == {9}
 
 
+async def test_a_part_filled_batch_waits_for_the_next_page_of_products_so_calls_stay_at_the_minimum(
+    db: Db, sync_settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("agrimarket.sync.engine.PAGE", 2)  # plan two products per pass
+    farm = await Farm.make(db)
+    products = [await farm.product(f"Mật ong {i}", variants=1, stock=5) for i in range(6)]
+    plugin = plugin_with(stock_batch=BatchLimit(4))
+    connection = await farm.connect(sync_settings)
+    for product in products:
+        await farm.list_product(connection, product)
+    engine = make_engine(db, sync_settings, registry_of(plugin))
+    await run(engine, connection)
+    for product in products:
+        [variant] = farm.products[product]
+        await farm.set_stock(variant, 8)
+
+    report = await run(engine, connection)
+
+    # Six SKUs at four a call: two calls, not one part-filled call per page of two products.
+    assert report.calls == Counter({"set_stock": 2})
+    assert report.passes >= 3
+    shop_id = connection.external_shop_id
+    assert shop_id is not None
+    assert sorted(call.size for call in ReferenceMarket.shop(shop_id).calls if call.op == "set_stock") == [2, 4]
+    assert set(stock_on_channel(shop_id).values()) == {8}
+    assert not dirty(await listings(db, connection.id))
+
+
 def test_per_item_batches_never_mix_items_and_stay_within_the_limit() -> None:
     updates = [(item, n) for item in ("A", "B") for n in range(7)]
     batches = list(chunks(updates, BatchLimit(3, per_item=True), lambda u: u[0]))

@@ -66,6 +66,7 @@ from agrimarket.worker import RetryLater
 log = get_logger(__name__)
 
 T = TypeVar("T")
+U = TypeVar("U", StockUpdate, PriceUpdate)
 PAGE = 200  # products planned per pass
 MAX_PASSES = 50  # a shop whose listings keep changing still lets go now and then
 MESSAGE_LIMIT = 1000
@@ -170,6 +171,9 @@ class _Run:
         self._write_lock = asyncio.Lock()
         self._lease_lost = False
         self._failure: ChannelError | None = None
+        # Stock and price entries planned but held back for a fuller batch: (update, row, product id).
+        self._carry_stock: list[tuple[StockUpdate, RowPlan, uuid.UUID]] = []
+        self._carry_prices: list[tuple[PriceUpdate, RowPlan, uuid.UUID]] = []
 
     @property
     def connection_id(self) -> uuid.UUID:
@@ -224,13 +228,16 @@ class _Run:
 
     async def _passes(self) -> None:
         for _ in range(MAX_PASSES):
+            carried = {product_id for _, _, product_id in (*self._carry_stock, *self._carry_prices)}
             async with transaction(self.engine.sessionmaker) as session:
-                product_ids = await SyncRepository(session).dirty_products(self.connection_id, PAGE)
-            if not product_ids:
+                product_ids = await SyncRepository(session).dirty_products(self.connection_id, PAGE, exclude=carried)
+            if not product_ids and not carried:
                 return
             self.report.passes += 1
-            plans, variants = await self._plan(product_ids)
-            await self._push(plans, variants)
+            plans, variants = await self._plan(product_ids) if product_ids else ([], {})
+            # A part-filled batch waits for the next pass's entries, so 958 products cost the calls 958 products
+            # need, not one part-filled call per page; the last page sends everything.
+            await self._push(plans, variants, last=len(product_ids) < PAGE)
             if self._failure is not None:
                 failure, self._failure = self._failure, None
                 raise failure
@@ -384,13 +391,15 @@ class _Run:
 
     # -- pushing --------------------------------------------------------------------------------------------
 
-    async def _push(self, plans: list[ProductPlan], variants: Mapping[uuid.UUID, Variant]) -> None:
+    async def _push(
+        self, plans: list[ProductPlan], variants: Mapping[uuid.UUID, Variant], *, last: bool = True
+    ) -> None:
         assert self.plugin is not None
         capabilities = self.plugin.capabilities
         work: list[Callable[[], Awaitable[None]]] = []
         idle: list[RowPlan] = []
-        stock: list[tuple[StockUpdate, RowPlan]] = []
-        prices: list[tuple[PriceUpdate, RowPlan]] = []
+        stock, self._carry_stock = self._carry_stock, []
+        prices, self._carry_prices = self._carry_prices, []
         for plan in plans:
             if plan.action is Action.delist:
                 work.append(functools.partial(self._delist, plan))
@@ -400,15 +409,17 @@ class _Run:
             for row in plan.rows:
                 if row.external_item_id is not None and row.external_sku_id is not None:
                     if Action.stock in row.pending:
-                        stock.append((StockUpdate(row.external_item_id, row.external_sku_id, row.sku, row.stock), row))
+                        entry = StockUpdate(row.external_item_id, row.external_sku_id, row.sku, row.stock)
+                        stock.append((entry, row, plan.product.id))
                     if Action.price in row.pending:
                         update = PriceUpdate(row.external_item_id, row.external_sku_id, row.sku, row.price_vnd)
-                        prices.append((update, row))
+                        prices.append((update, row, plan.product.id))
                 if row.done and plan.action is None:
                     idle.append(row)
-        for batch in chunks(stock, capabilities.stock_batch, lambda pair: pair[0].external_item_id):
+        stock_batches = self._batches(stock, capabilities.stock_batch, self._carry_stock, last=last)
+        for batch in stock_batches:
             work.append(functools.partial(self._set_stock, batch))
-        for price_batch in chunks(prices, capabilities.price_batch, lambda pair: pair[0].external_item_id):
+        for price_batch in self._batches(prices, capabilities.price_batch, self._carry_prices, last=last):
             work.append(functools.partial(self._set_prices, price_batch))
         if idle:
             await self._record(idle)  # coalesced away: the channel already shows this
@@ -426,6 +437,21 @@ class _Run:
         errors.sort(key=_severity)
         if errors:
             raise errors[0]
+
+    @staticmethod
+    def _batches(
+        entries: list[tuple[U, RowPlan, uuid.UUID]],
+        limit: BatchLimit,
+        carry: list[tuple[U, RowPlan, uuid.UUID]],
+        *,
+        last: bool,
+    ) -> list[list[tuple[U, RowPlan]]]:
+        """Batches at the channel's maximum; unless this is the last pass, a part-filled final batch goes to
+        ``carry`` (per-item batches never do: the next pass cannot add to an item planned in this one)."""
+        batches = list(chunks(entries, limit, lambda entry: entry[0].external_item_id))
+        if not last and not limit.per_item and batches and len(batches[-1]) < limit.max_size:
+            carry.extend(batches.pop())
+        return [[(update, row) for update, row, _ in batch] for batch in batches]
 
     async def _call(self, op: str, entries: int, fn: Callable[[ChannelAdapter], Awaitable[T]]) -> T:
         """One API call under the rate limit; an expired token is refreshed once and the call made again."""

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from datetime import datetime
 from typing import Any, cast
 
@@ -96,11 +96,17 @@ class SyncRepository:
 
     # -- listings -----------------------------------------------------------------------------------------------
 
-    async def dirty_products(self, connection_id: uuid.UUID, limit: int) -> list[uuid.UUID]:
-        """Products with a listing on this shop that needs pushing, those waiting longest first."""
+    async def dirty_products(
+        self, connection_id: uuid.UUID, limit: int, *, exclude: Collection[uuid.UUID] = ()
+    ) -> list[uuid.UUID]:
+        """Products with a listing on this shop that needs pushing, those waiting longest first; ``exclude``: those
+        already planned in this run, whose entries wait for a fuller batch."""
+        dirty = [Listing.connection_id == connection_id, Listing.desired_version > Listing.pushed_version]
+        if exclude:
+            dirty.append(Listing.product_id.not_in(list(exclude)))
         result = await self.session.execute(
             select(Listing.product_id)
-            .where(Listing.connection_id == connection_id, Listing.desired_version > Listing.pushed_version)
+            .where(*dirty)
             .group_by(Listing.product_id)
             .order_by(func.min(Listing.updated_at), Listing.product_id)
             .limit(limit)
