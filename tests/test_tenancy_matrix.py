@@ -35,6 +35,7 @@ from agrimarket.kit.phone import normalize_vn_mobile
 from agrimarket.media.storage import storage_for
 from agrimarket.models import (
     ApiToken,
+    InboundEvent,
     Job,
     JobStatus,
     Membership,
@@ -337,6 +338,23 @@ async def an_authorised_return(ctx: Ctx, world: World, target: str) -> Target:
     )
 
 
+async def an_inbound_event(ctx: Ctx, world: World, target: str) -> Target:
+    """A push received for a shop of the target organization."""
+    connection_id = await _connection(ctx, world, target)
+    event = InboundEvent(
+        source=f"reference:{connection_id}",
+        external_id=f"order:{uuid.uuid4().hex}",
+        connection_id=uuid.UUID(connection_id),
+        event_type="order",
+        headers={"content-type": "application/json"},
+        body=b'{"order_id": "A-1"}',
+        received_at=utcnow(),
+    )
+    ctx.session.add(event)
+    await ctx.session.commit()
+    return Target(params={"organization_id": str(world.org_ids[target]), "event_id": str(event.id)})
+
+
 CASES: list[Case] = [
     Case("GET", "/api/v1/me", 200, role=None),
     Case("GET", "/api/v1/organizations", 200, role=None),
@@ -497,6 +515,10 @@ CASES: list[Case] = [
     Case("GET", "/api/v1/jobs", 200, role=None),
     Case("GET", "/api/v1/jobs/{job_id}", 200, role=Role.admin, make=a_dead_job),
     Case("POST", "/api/v1/jobs/{job_id}/retry", 200, role=Role.admin, make=a_dead_job),
+    # the webhook inbox (a push belongs to its shop's organization)
+    Case("GET", "/api/v1/organizations/{organization_id}/inbox", 200, make=an_inbound_event),
+    Case("GET", "/api/v1/inbox/{event_id}", 200, make=an_inbound_event),
+    Case("POST", "/api/v1/inbox/{event_id}/replay", 200, role=Role.admin, make=an_inbound_event),
 ]
 
 # Routes anyone may call, logged in or not.

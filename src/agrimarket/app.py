@@ -185,6 +185,7 @@ def _include_routers(app: FastAPI) -> None:
     from agrimarket.media.endpoints import router as photos_router
     from agrimarket.media.endpoints import upload_body_limit
     from agrimarket.orders.endpoints import router as orders_router
+    from agrimarket.webhooks.endpoints import router as webhooks_router
     from agrimarket.worker.endpoints import router as jobs_router
 
     for router in (
@@ -196,6 +197,7 @@ def _include_routers(app: FastAPI) -> None:
         channels_router,
         media_files_router,
         orders_router,
+        webhooks_router,
     ):
         app.include_router(router)
     # A photo larger than the limit is refused as its body arrives, before the multipart form is parsed.

@@ -153,6 +153,32 @@ def _jobs(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _inbox(args: argparse.Namespace, settings: Settings) -> int:
+    from agrimarket.errors import AgriMarketError
+    from agrimarket.webhooks.commands import list_events, replay_event
+    from agrimarket.webhooks.service import status_of
+
+    if args.inbox_command == "list":
+        rows = asyncio.run(list_events(settings, pending=args.unhandled, limit=args.limit))
+        for row in rows:
+            event = row.event
+            error = (event.last_error or "").replace("\n", " ")[:60]
+            print(
+                f"{event.id}  {status_of(row).value:<9}  {row.channel:<8}  {event.event_type:<7}  "
+                f"{event.received_at:%Y-%m-%d %H:%M:%S}  {event.attempts}  {event.external_id[:48]}  {error}"
+            )
+        if not rows:
+            print("no events")
+        return 0
+    try:
+        row = asyncio.run(replay_event(settings, args.event_id))
+    except AgriMarketError as exc:
+        print(f"error: {exc.message}", file=sys.stderr)
+        return 1
+    print(f"event {row.event.id} ({row.channel} {row.event.external_id}) is handed to the order pipeline again")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="agrimarket", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -205,6 +231,15 @@ def build_parser() -> argparse.ArgumentParser:
     jobs_retry = jobs_commands.add_parser("retry", help="put a dead job back in the queue, attempts reset")
     jobs_retry.add_argument("job_id", type=uuid.UUID, metavar="ID")
     jobs.set_defaults(handler=_jobs)
+
+    inbox = commands.add_parser("inbox", help="look at received marketplace pushes; hand one to the orders again")
+    inbox_commands = inbox.add_subparsers(dest="inbox_command", required=True)
+    inbox_list = inbox_commands.add_parser("list", help="newest pushes first")
+    inbox_list.add_argument("--unhandled", action="store_true", help="only those not handled yet (waiting or failed)")
+    inbox_list.add_argument("--limit", type=int, default=50)
+    inbox_replay = inbox_commands.add_parser("replay", help="mark a push unhandled and queue its shop's inbox drain")
+    inbox_replay.add_argument("event_id", type=uuid.UUID, metavar="EVENT_ID")
+    inbox.set_defaults(handler=_inbox)
     return parser
 
 

@@ -1,0 +1,199 @@
+"""Marketplace pushes in (``POST /webhooks/{channel}/{connection_id}``), and the inbox API to look and replay."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated, NoReturn
+
+from fastapi import APIRouter, Depends, Query, Request, Response
+
+from agrimarket.channels.endpoints import ChannelsDep
+from agrimarket.db import transaction
+from agrimarket.deps import PrincipalDep, SessionDep, SettingsDep, WriteSessionDep
+from agrimarket.errors import AgriMarketError, NotFound, PayloadTooLarge
+from agrimarket.kit.pagination import Cursor, Page
+from agrimarket.observability import get_logger
+from agrimarket.sync.runtime import runtime
+from agrimarket.webhooks.repository import InboxRepository, InboxRow
+from agrimarket.webhooks.schemas import InboundEventOut, InboxStatus
+from agrimarket.webhooks.service import (
+    MAX_PUSH_BYTES,
+    PUSHES,
+    InboxService,
+    InvalidPushSignature,
+    MalformedPush,
+    VerifiedPush,
+    receivable,
+    safe_headers,
+    status_of,
+    verify_push,
+)
+
+log = get_logger(__name__)
+
+push_router = APIRouter(tags=["webhooks"])
+inbox_router = APIRouter(prefix="/api/v1", tags=["inbox"])
+
+LIST_BODY_CHARS = 1_000
+DETAIL_BODY_CHARS = 64_000
+
+
+# -- pushes -------------------------------------------------------------------------------------------------------
+
+
+async def read_body(request: Request, limit: int = MAX_PUSH_BYTES) -> bytes:
+    """The raw body, exactly as sent, refused with 413 past ``limit`` bytes: at once when Content-Length says so,
+    else as soon as the chunks received go over it (nothing more is read)."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise PayloadTooLarge(f"A push is at most {limit} bytes.")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise PayloadTooLarge(f"A push is at most {limit} bytes.")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+_OUTCOMES: dict[type[AgriMarketError], str] = {
+    PayloadTooLarge: "too_large",
+    NotFound: "not_found",
+    InvalidPushSignature: "invalid_signature",
+    MalformedPush: "malformed",
+}
+
+
+async def verified_push(
+    request: Request, channel: str, connection_id: str, settings: SettingsDep, registry: ChannelsDep
+) -> VerifiedPush:
+    """The push, verified: 413 for an oversized body, 404 for no such connected shop (or no secret to verify
+    with), 401 for a bad or missing signature (nothing stored), 400 for a signed body that cannot be read."""
+    label = channel if channel in registry else "unknown"  # the metric's labels stay a closed set
+
+    def refuse(error: AgriMarketError) -> NoReturn:
+        outcome = _OUTCOMES.get(type(error), "refused")
+        PUSHES.labels(label, outcome).inc()
+        if isinstance(error, InvalidPushSignature | MalformedPush):
+            log.warning(
+                "webhook_refused",
+                channel=label,
+                connection_id=connection_id,
+                outcome=outcome,
+                reason=error.details.get("reason") or error.message,
+                client=request.client.host if request.client else None,
+            )
+        raise error
+
+    try:
+        body = await read_body(request)
+        try:
+            found_id = uuid.UUID(connection_id)
+        except ValueError:
+            raise NotFound("No connected shop receives pushes here.") from None
+        async with transaction(request.app.state.read_sessionmaker) as session:
+            connection = receivable(await InboxRepository(session).connection(found_id), channel)
+        plugin = registry.get(channel)
+        return verify_push(
+            connection,
+            plugin,
+            settings=settings,
+            http=runtime(settings).http,
+            headers=request.headers,
+            body=body,
+        )
+    except AgriMarketError as error:
+        refuse(error)
+
+
+VerifiedPushDep = Annotated[VerifiedPush, Depends(verified_push)]
+
+
+@push_router.post("/webhooks/{channel}/{connection_id}", include_in_schema=False)
+async def receive_push(push: VerifiedPushDep, session: WriteSessionDep) -> Response:
+    """Keep a verified push in the inbox (once) and queue its handling; answer 200 with an empty body at once
+    (Shopee requires the empty body; a redelivery gets the same answer)."""
+    stored = await InboxService(InboxRepository(session)).receive(push)
+    PUSHES.labels(push.channel, "stored" if stored is not None else "duplicate").inc()
+    return Response(status_code=200)
+
+
+# -- the inbox API ------------------------------------------------------------------------------------------------
+
+
+def get_inbox_service(session: SessionDep) -> InboxService:
+    return InboxService(InboxRepository(session))
+
+
+InboxServiceDep = Annotated[InboxService, Depends(get_inbox_service)]
+
+
+def event_out(row: InboxRow, body_chars: int) -> InboundEventOut:
+    event = row.event
+    assert event.connection_id is not None  # rows come through their connection
+    text = event.body.decode("utf-8", errors="replace")
+    return InboundEventOut(
+        id=event.id,
+        organization_id=row.organization_id,
+        connection_id=event.connection_id,
+        channel=row.channel,
+        source=event.source,
+        external_id=event.external_id,
+        event_type=event.event_type,
+        order_ids=event.order_ids,
+        status=status_of(row),
+        received_at=event.received_at,
+        handled_at=event.handled_at,
+        attempts=event.attempts,
+        last_error=event.last_error,
+        # Filtered again on the way out: rows written by other code may have kept more.
+        headers=safe_headers({str(k): str(v) for k, v in (event.headers or {}).items()}),
+        body=text[:body_chars],
+        body_size=len(event.body),
+        body_truncated=len(text) > body_chars,
+    )
+
+
+@inbox_router.get("/organizations/{organization_id}/inbox")
+async def list_inbox(
+    organization_id: uuid.UUID,
+    principal: PrincipalDep,
+    inbox: InboxServiceDep,
+    status: InboxStatus | None = None,
+    connection_id: uuid.UUID | None = None,
+    cursor: str | None = None,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+) -> Page[InboundEventOut]:
+    """Pushes received from the organization's shops, newest first, with their handling state."""
+    after = Cursor.decode(cursor) if cursor else None
+    found = await inbox.page(
+        principal.access,
+        organization_id=organization_id,
+        status=status,
+        connection_id=connection_id,
+        after=after,
+        limit=limit + 1,
+    )
+    items = found[:limit]
+    next_cursor = Cursor(items[-1].event.received_at, items[-1].event.id).encode() if len(found) > limit else None
+    return Page[InboundEventOut](items=[event_out(row, LIST_BODY_CHARS) for row in items], next_cursor=next_cursor)
+
+
+@inbox_router.get("/inbox/{event_id}")
+async def get_inbound_event(event_id: uuid.UUID, principal: PrincipalDep, inbox: InboxServiceDep) -> InboundEventOut:
+    """One received push, its body as text and its last handling error."""
+    return event_out(await inbox.get(principal.access, event_id), DETAIL_BODY_CHARS)
+
+
+@inbox_router.post("/inbox/{event_id}/replay")
+async def replay_inbound_event(event_id: uuid.UUID, principal: PrincipalDep, inbox: InboxServiceDep) -> InboundEventOut:
+    """Hand a push to the order pipeline again (admins and owners): it is marked unhandled and its shop's inbox
+    drained at once. Harmless on a handled push: an order changes at most once per state."""
+    return event_out(await inbox.replay(principal.access, event_id), DETAIL_BODY_CHARS)
+
+
+# What the app includes: the pushes' door and the inbox API.
+router = APIRouter()
+router.include_router(push_router)
+router.include_router(inbox_router)

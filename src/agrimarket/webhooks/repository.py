@@ -1,0 +1,113 @@
+"""Every inbox query: the insert-or-nothing of a push, and the reads and resets of the admin API."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from typing import Any, cast
+
+from sqlalchemy import ColumnElement, CursorResult, and_, or_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from agrimarket.kit.pagination import Cursor
+from agrimarket.models import ChannelConnection, InboundEvent
+from agrimarket.webhooks.schemas import InboxStatus
+
+
+@dataclass(frozen=True)
+class InboxRow:
+    """An event with what its connection says about it: whose it is and which channel sent it."""
+
+    event: InboundEvent
+    organization_id: uuid.UUID
+    channel: str
+
+
+def _status_filter(status: InboxStatus) -> ColumnElement[bool]:
+    if status is InboxStatus.handled:
+        return InboundEvent.handled_at.is_not(None)
+    if status is InboxStatus.failed:
+        return and_(InboundEvent.handled_at.is_(None), InboundEvent.last_error.is_not(None))
+    return and_(InboundEvent.handled_at.is_(None), InboundEvent.last_error.is_(None))
+
+
+class InboxRepository:
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    async def connection(self, connection_id: uuid.UUID) -> ChannelConnection | None:
+        return await self.session.get(ChannelConnection, connection_id)
+
+    async def insert(self, values: dict[str, Any]) -> uuid.UUID | None:
+        """Insert the event unless (source, external_id) is taken; the new row's id, or None for a duplicate.
+
+        ``ON CONFLICT DO NOTHING`` on both dialects: concurrent deliveries of one push never raise, the second
+        waits for the first's commit (PostgreSQL) or for the write lock (SQLite) and then inserts nothing."""
+        dialect = self.session.get_bind().dialect.name
+        insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+        statement = (
+            insert(InboundEvent)
+            .values(values)
+            .on_conflict_do_nothing(index_elements=[InboundEvent.source, InboundEvent.external_id])
+            .returning(InboundEvent.id)
+        )
+        inserted: uuid.UUID | None = (await self.session.execute(statement)).scalar_one_or_none()
+        return inserted
+
+    def _rows(self) -> Any:
+        return select(InboundEvent, ChannelConnection.organization_id, ChannelConnection.channel).join(
+            ChannelConnection, ChannelConnection.id == InboundEvent.connection_id
+        )
+
+    async def get(self, event_id: uuid.UUID) -> InboxRow | None:
+        """The event, if it still belongs to a connection (a deleted shop's events belong to nobody)."""
+        found = (await self.session.execute(self._rows().where(InboundEvent.id == event_id))).one_or_none()
+        return InboxRow(found[0], found[1], found[2]) if found is not None else None
+
+    async def page(
+        self,
+        *,
+        organization_id: uuid.UUID | None,
+        status: InboxStatus | None = None,
+        pending: bool = False,
+        connection_id: uuid.UUID | None = None,
+        after: Cursor | None = None,
+        limit: int = 50,
+    ) -> list[InboxRow]:
+        """Newest first, on (received_at, id). ``organization_id`` None: every organization's (operators).
+        ``pending``: everything not handled yet, failed or not."""
+        statement = self._rows()
+        if organization_id is not None:
+            statement = statement.where(ChannelConnection.organization_id == organization_id)
+        if connection_id is not None:
+            statement = statement.where(InboundEvent.connection_id == connection_id)
+        if status is not None:
+            statement = statement.where(_status_filter(status))
+        if pending:
+            statement = statement.where(InboundEvent.handled_at.is_(None))
+        if after is not None:
+            statement = statement.where(
+                or_(
+                    InboundEvent.received_at < after.created_at,
+                    and_(InboundEvent.received_at == after.created_at, InboundEvent.id < after.id),
+                )
+            )
+        statement = statement.order_by(InboundEvent.received_at.desc(), InboundEvent.id.desc()).limit(limit)
+        return [InboxRow(event, org_id, channel) for event, org_id, channel in await self.session.execute(statement)]
+
+    async def reopen(self, event_id: uuid.UUID) -> bool:
+        """Make the event unhandled again (its attempts stay, as its history)."""
+        result = cast(
+            CursorResult[Any],
+            await self.session.execute(
+                update(InboundEvent)
+                .where(InboundEvent.id == event_id)
+                .values(handled_at=None, last_error=None)
+                .execution_options(synchronize_session=False)
+            ),
+        )
+        return bool(result.rowcount)
+
+    async def refresh(self, event: InboundEvent) -> None:
+        await self.session.refresh(event)
