@@ -95,6 +95,17 @@ def test_the_demo_publishes_to_both_sandboxes_follows_a_stock_change_and_survive
         for channel in SHOPS:
             eventually(shows(base_url, channel, expected), 10, f"the new durian stock on {channel}")
 
+        # A buyer presses "buy 1" on the Shopee sandbox page: the signed push comes back to our webhook, the
+        # order is recorded, and the Lazada shop offers one durian fewer.
+        bought = httpx.post(f"{base_url}{SHOPS['shopee']}1000001/orders", data={"seller_sku": "SR-RI6-KG"})
+        assert bought.status_code in (200, 303), bought.text
+        expected["SR-RI6-KG"] = 6
+        eventually(shows(base_url, "lazada", expected), 10, "the sale on Shopee taken off Lazada")
+        with httpx.Client(base_url=base_url) as client:
+            client.post("/api/v1/auth/login", json={"phone": DEMO_PHONE, "password": DEMO_PASSWORD})
+            orders = client.get(f"/api/v1/organizations/{organization_id}/orders").json()["items"]
+        assert [order["channel"] for order in orders] == ["shopee"]
+
     with demo_server(tmp_path, port) as base_url:
         for channel in SHOPS:
             assert shop_stock(base_url, channel) == expected  # kept, not published a second time

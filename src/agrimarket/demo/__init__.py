@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass
@@ -19,6 +20,7 @@ from typing import Any, Protocol
 import httpx
 from fastapi import FastAPI
 
+from agrimarket.channels.shop import webhook_path
 from agrimarket.config import Settings
 from agrimarket.demo.seed import DEMO_PASSWORD, DEMO_PHONE, ShopToConnect, seed
 from agrimarket.observability import get_logger
@@ -141,9 +143,12 @@ def install(app: FastAPI, settings: Settings) -> list[Any]:
                 )
             )
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=public_url) as client:
-            await seed(client, to_connect)
+            seeded = await seed(client, to_connect)
         for shop, connect in zip(shops, to_connect, strict=True):
             shop_id = str(connect.credentials.get("shop_id") or connect.credentials.get("seller_id"))
+            # A buyer's order on the sandbox page comes back to us as a signed push, like the real platform's.
+            connection_id = seeded.connection_ids[shop.shop_name]
+            shop.sandbox.set_callback(shop_id, f"{public_url}{webhook_path(shop.channel, uuid.UUID(connection_id))}")
             log.info("demo_shop", channel=shop.channel, page=shop_page(shop, public_url, shop_id))
         log.info("demo_login", phone=DEMO_PHONE, password=DEMO_PASSWORD, docs=f"{public_url}/docs")
 
