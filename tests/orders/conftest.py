@@ -2,4 +2,4 @@
 
 from __future__ import annotations
 
-from tests.worker.conftest import db, engine_b, make_worker, worker_settings  # noqa: F401
+from tests.worker.conftest import db, engine_b, make_worker, registry, worker_settings  # noqa: F401
