@@ -282,6 +282,34 @@ class Shipment:
     carrier: str | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class PulledEvents:
+    """One pull from a channel's event queue: the events read from it, and the token that acknowledges them
+    (None: nothing to acknowledge). ``bodies`` holds each event's raw JSON as the inbox keeps it, by event id."""
+
+    events: Sequence[WebhookEvent]
+    ack_token: str | None
+    bodies: Mapping[str, bytes] = field(default_factory=dict, repr=False)
+
+
+@runtime_checkable
+class EventQueue(Protocol):
+    """A channel that tells of new orders through a queue we pull from, instead of signed pushes (Tiki's Event
+    Queue). Optional: the worker's ``webhooks.pull_events`` job pulls for adapters that implement this.
+
+    Delivery is at-least-once: events pulled and not acknowledged come again, so the job stores every event in
+    the inbox (insert-or-nothing on its id) and acknowledges only after that commit."""
+
+    async def pull_events(self, limit: int) -> PulledEvents:
+        """Up to ``limit`` of the oldest unacknowledged events (the channel may give fewer)."""
+        ...
+
+    async def ack_events(self, ack_token: str) -> None:
+        """The events of that pull are stored: the channel may forget them. An expired token raises
+        :class:`~agrimarket.channels.errors.ChannelNotFound` (the events will come again)."""
+        ...
+
+
 # -- the port -----------------------------------------------------------------------------------------------
 
 
@@ -404,4 +432,59 @@ class OAuthPlugin(Protocol):
         """The shop's credentials (valid for ``credentials_schema``) from the query the platform redirected back
         with (``code``, ``shop_id``…); raises :class:`~agrimarket.channels.errors.Rejected` for a refused or
         expired code."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class LostPush:
+    """A push the platform could not deliver, as its recovery API lists it: the event read from it (unsigned: it
+    came over our own authenticated call), the platform's id of the shop it is for (None: an app-level push), and
+    the push's body as the inbox keeps it."""
+
+    shop_id: str | None
+    event: WebhookEvent
+    body: bytes = field(repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class LostPushBatch:
+    events: Sequence[LostPush]
+    last_message_id: str | None  # confirm up to this once the events are stored; None: nothing to confirm
+    more: bool = False
+
+
+@runtime_checkable
+class LostPushSource(Protocol):
+    """A channel that keeps the pushes it failed to deliver and lists them on request (Shopee's
+    ``get_lost_push_message``). Optional: reconciliation fetches them for adapters that implement this.
+
+    The list is the app's, not one shop's: every shop connected through the same app sees the same list, so
+    ``lost_push_key`` names the app, and one job per key fetches, stores and confirms."""
+
+    @property
+    def lost_push_key(self) -> str:
+        """Identifies the list (e.g. ``shopee:<partner id>``); not a secret."""
+        ...
+
+    async def lost_pushes(self) -> LostPushBatch:
+        """The oldest unconfirmed lost pushes, one page."""
+        ...
+
+    async def confirm_lost_pushes(self, last_message_id: str) -> None:
+        """The pushes up to ``last_message_id`` are stored: the platform may forget them."""
+        ...
+
+
+StockRef = tuple[str, str]  # (external item id, external SKU id)
+
+
+@runtime_checkable
+class StockReader(Protocol):
+    """A channel that can say what quantity it shows for a listing. Optional: drift repair compares it with what
+    we pushed, for adapters that implement this."""
+
+    async def read_stock(self, refs: Sequence[StockRef]) -> Mapping[StockRef, int]:
+        """The quantity on sale for each ``(external item id, external SKU id)`` asked, keyed by that pair (a SKU
+        id alone is not unique: Shopee's item without variations has model 0). A SKU the channel no longer has is
+        left out. Callers ask for one item's SKUs per call, so one call is one request under the rate limit."""
         ...

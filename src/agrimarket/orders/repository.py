@@ -5,9 +5,9 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import exists, func, select, update
+from sqlalchemy import CursorResult, and_, exists, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -15,6 +15,7 @@ from agrimarket.inventory.repository import keyset
 from agrimarket.kit.pagination import Cursor
 from agrimarket.models import (
     ChannelConnection,
+    ConnectionStatus,
     InboundEvent,
     Listing,
     ListingStatus,
@@ -186,6 +187,67 @@ class OrderRepository:
 
     async def connection(self, connection_id: uuid.UUID) -> ChannelConnection | None:
         return await self.session.get(ChannelConnection, connection_id)
+
+    async def active_connections(self) -> list[tuple[uuid.UUID, uuid.UUID, str]]:
+        """(id, organization id, channel) of every shop in service."""
+        result = await self.session.execute(
+            select(ChannelConnection.id, ChannelConnection.organization_id, ChannelConnection.channel)
+            .where(ChannelConnection.status == ConnectionStatus.active)
+            .order_by(ChannelConnection.id)
+        )
+        return [(connection_id, organization_id, channel) for connection_id, organization_id, channel in result.all()]
+
+    async def connections_by_shop(self, channel: str, shop_ids: Sequence[str]) -> dict[str, ChannelConnection]:
+        """The channel's connected shops (not disconnected) by the platform's shop id."""
+        if not shop_ids:
+            return {}
+        result = await self.session.execute(
+            select(ChannelConnection).where(
+                ChannelConnection.channel == channel,
+                ChannelConnection.external_shop_id.in_(sorted(set(shop_ids))),
+                ChannelConnection.status != ConnectionStatus.disconnected,
+            )
+        )
+        return {c.external_shop_id: c for c in result.scalars() if c.external_shop_id is not None}
+
+    async def advance_orders_cursor(
+        self, connection_id: uuid.UUID, *, since: datetime, until: datetime, first: bool
+    ) -> bool:
+        """Move the shop's order cursor to ``until`` after a poll read every order updated in [since, until).
+
+        Compare-and-set: only forward, and only if the cursor now stands inside what the poll covered
+        (``since ≤ cursor``; or still unset, for a shop's first poll), so a poll that raced a newer one never
+        moves the cursor back, and one that started before a reset by hand never skips what the reset asked for."""
+        covered = and_(ChannelConnection.orders_cursor >= since, ChannelConnection.orders_cursor < until)
+        condition = or_(ChannelConnection.orders_cursor.is_(None), covered) if first else covered
+        result = cast(
+            CursorResult[Any],
+            await self.session.execute(
+                update(ChannelConnection)
+                .where(ChannelConnection.id == connection_id, condition)
+                .values(orders_cursor=until)
+                .execution_options(synchronize_session=False)
+            ),
+        )
+        return bool(result.rowcount)
+
+    async def mark_auth_expired(self, connection_id: uuid.UUID, credentials_version: int, message: str) -> bool:
+        """The shop must be authorised again (as the sync engine records it), unless its credentials changed since
+        they were refused (a reconnect or another process's refresh)."""
+        result = cast(
+            CursorResult[Any],
+            await self.session.execute(
+                update(ChannelConnection)
+                .where(
+                    ChannelConnection.id == connection_id,
+                    ChannelConnection.status == ConnectionStatus.active,
+                    ChannelConnection.credentials_version == credentials_version,
+                )
+                .values(status=ConnectionStatus.auth_expired, last_error=message[:1000])
+                .execution_options(synchronize_session=False)
+            ),
+        )
+        return bool(result.rowcount)
 
     # -- the inbox ------------------------------------------------------------------------------------------
 

@@ -11,7 +11,7 @@ from sqlalchemy import CursorResult, and_, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql import Executable
 
-from agrimarket.models import ChannelConnection, Listing, ListingStatus, Product
+from agrimarket.models import ChannelConnection, ConnectionStatus, Listing, ListingStatus, Product
 
 
 class SyncRepository:
@@ -148,6 +148,49 @@ class SyncRepository:
                 update(Listing)
                 .where(and_(Listing.id == listing_id, Listing.pushed_version < read_version))
                 .values(**values)
+                .execution_options(synchronize_session=False)
+            )
+            == 1
+        )
+
+    # -- drift --------------------------------------------------------------------------------------------------
+
+    async def active_connections(self) -> list[tuple[uuid.UUID, uuid.UUID]]:
+        """(id, organization id) of every shop in service with at least one live listing."""
+        live = select(Listing.id).where(
+            Listing.connection_id == ChannelConnection.id, Listing.status == ListingStatus.live
+        )
+        result = await self.session.execute(
+            select(ChannelConnection.id, ChannelConnection.organization_id)
+            .where(ChannelConnection.status == ConnectionStatus.active, live.exists())
+            .order_by(ChannelConnection.id)
+        )
+        return [(connection_id, organization_id) for connection_id, organization_id in result.all()]
+
+    async def live_listings(self, connection_id: uuid.UUID) -> list[Listing]:
+        """The shop's live listings that the channel knows by id, by item."""
+        result = await self.session.execute(
+            select(Listing)
+            .where(
+                Listing.connection_id == connection_id,
+                Listing.status == ListingStatus.live,
+                Listing.external_item_id.is_not(None),
+                Listing.external_sku_id.is_not(None),
+            )
+            .order_by(Listing.external_item_id, Listing.external_sku_id)
+        )
+        return list(result.scalars())
+
+    async def repair_drift(self, listing: Listing, shown: int) -> bool:
+        """The channel shows ``shown`` where we pushed something else: record what it shows (so the planner sees
+        the difference) and make the listing dirty, so our quantity goes out again. Only the lease holder writes
+        ``pushed_state``; the check on ``pushed_version`` keeps a row another run recorded meanwhile as it is."""
+        state = {**(listing.pushed_state or {}), "stock": shown}
+        return (
+            await self._changed(
+                update(Listing)
+                .where(Listing.id == listing.id, Listing.pushed_version == listing.pushed_version)
+                .values(pushed_state=state, desired_version=Listing.desired_version + 1)
                 .execution_options(synchronize_session=False)
             )
             == 1

@@ -1,4 +1,4 @@
-"""The sync job: one run of the engine over one shop."""
+"""The sync jobs: one run of the engine over one shop, and the periodic drift check of every shop's stock."""
 
 from __future__ import annotations
 
@@ -6,11 +6,13 @@ import asyncio
 import uuid
 from typing import Any
 
+from agrimarket.config import get_settings
 from agrimarket.observability import get_logger
+from agrimarket.sync.drift import DRIFT_ALL_KIND, DRIFT_KIND, DriftChecker, request_drift_checks
 from agrimarket.sync.engine import SyncEngine
 from agrimarket.sync.queue import SYNC_KIND
 from agrimarket.sync.runtime import runtime
-from agrimarket.worker import JobContext, handler
+from agrimarket.worker import JobContext, every, handler
 
 log = get_logger(__name__)
 
@@ -39,3 +41,23 @@ async def sync_connection(ctx: JobContext, payload: dict[str, Any]) -> None:
         rejected=report.rejected,
         waited=round(report.waited_seconds, 3),
     )
+
+
+@handler(DRIFT_ALL_KIND)
+async def check_every_shops_drift(ctx: JobContext, _payload: dict[str, Any]) -> None:
+    async with ctx.transaction() as session:
+        queued = await request_drift_checks(session)
+    log.info("drift_checks_queued", count=queued)
+
+
+@handler(DRIFT_KIND)
+async def check_drift(ctx: JobContext, payload: dict[str, Any]) -> None:
+    parts = runtime(ctx.settings)
+    checker = DriftChecker(
+        ctx.sessionmaker, ctx.settings, channels=parts.channels, http=parts.http, owner=f"{ctx.worker_id}/{ctx.job_id}"
+    )
+    await checker.check(uuid.UUID(payload["connection_id"]))
+
+
+# The period is read once, when the worker imports its task modules.
+every(get_settings().sync_drift_check_seconds, DRIFT_ALL_KIND)

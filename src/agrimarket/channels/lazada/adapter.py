@@ -5,7 +5,7 @@ from __future__ import annotations
 import html
 import json
 from collections.abc import Mapping, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
@@ -24,6 +24,7 @@ from agrimarket.channels.base import (
     PriceUpdate,
     PublishResult,
     Shipment,
+    StockRef,
     StockUpdate,
     VariantDraft,
     WebhookEvent,
@@ -277,17 +278,41 @@ class LazadaAdapter:
         body = json.dumps({"Request": {"Product": {"ItemId": external_item_id}}})
         await self._api().call("/product/deactivate", {"apiRequestBody": body})
 
+    async def read_stock(self, refs: Sequence[StockRef]) -> Mapping[StockRef, int]:
+        """What each SKU shows as sellable, from ``/product/item/get`` (one item per call): ``sellableQuantity``
+        where Lazada gives it, else ``quantity``."""
+        api = self._api()
+        wanted: dict[str, set[str]] = {}
+        for item, sku in refs:
+            wanted.setdefault(item, set()).add(sku)
+        found: dict[StockRef, int] = {}
+        for item, skus in wanted.items():
+            try:
+                answer = await api.call("/product/item/get", {"item_id": item}, method="GET")
+            except ChannelNotFound:
+                continue  # the item is gone: its SKUs are left out
+            for sku in (answer.get("data") or {}).get("skus") or []:
+                sku_id = str(sku.get("SkuId") or "")
+                quantity = sku.get("sellableQuantity", sku.get("quantity"))
+                if sku_id in skus and quantity is not None:
+                    found[(item, sku_id)] = int(quantity)
+        return found
+
     # -- orders --------------------------------------------------------------------------------------------
 
     async def list_orders(self, *, since: datetime, until: datetime, cursor: str | None = None) -> OrderPage:
-        """GetOrders by update time, oldest first; the cursor is the offset. Lazada's ``update_before`` is
-        inclusive, so an order updated exactly at ``until`` may come twice: harmless, orders are re-fetched."""
+        """GetOrders by update time, oldest first; the cursor is the offset. Lazada's times are whole seconds, so
+        the window is widened to them (``since`` down, ``until`` up) and ``update_before`` is inclusive: an order
+        updated at the edge may come twice, which is harmless (orders are re-fetched), where a narrower window
+        would miss it."""
         offset = int(cursor) if cursor else 0
+        start = since.replace(microsecond=0)
+        end = until if until.microsecond == 0 else until.replace(microsecond=0) + timedelta(seconds=1)
         answer = await self._api().call(
             "/orders/get",
             {
-                "update_after": _iso(since),
-                "update_before": _iso(until),
+                "update_after": _iso(start),
+                "update_before": _iso(end),
                 "sort_by": "updated_at",
                 "sort_direction": "ASC",
                 "offset": offset,

@@ -22,6 +22,7 @@ from agrimarket.channels.base import (
     PriceUpdate,
     PublishResult,
     Shipment,
+    StockRef,
     StockUpdate,
     WebhookEvent,
 )
@@ -147,6 +148,18 @@ class ReferenceAdapter:
             lambda state: operations.delist(state, external_item_id, self._capabilities),
             item_ids=[external_item_id],
         )
+
+    async def read_stock(self, refs: Sequence[StockRef]) -> Mapping[StockRef, int]:
+        def shown(state: ShopState) -> dict[StockRef, int]:
+            found: dict[StockRef, int] = {}
+            for item_id, sku_id in refs:
+                item = state.items.get(item_id)
+                sku = item.skus.get(sku_id) if item is not None else None
+                if sku is not None:
+                    found[(item_id, sku_id)] = sku.stock
+            return found
+
+        return await self._call("read_stock", shown, size=len(refs), item_ids=sorted({item_id for item_id, _ in refs}))
 
     async def list_orders(self, *, since: datetime, until: datetime, cursor: str | None = None) -> OrderPage:
         return await self._call(

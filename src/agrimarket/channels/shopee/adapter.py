@@ -26,11 +26,14 @@ from agrimarket.channels.base import (
     EntryFailure,
     ImageRef,
     ListingDraft,
+    LostPush,
+    LostPushBatch,
     OrderPage,
     OrderRef,
     PriceUpdate,
     PublishResult,
     Shipment,
+    StockRef,
     StockUpdate,
     VariantDraft,
     WebhookEvent,
@@ -40,6 +43,7 @@ from agrimarket.channels.errors import (
     ChannelError,
     ChannelNotFound,
     InvalidSignature,
+    MalformedEvent,
     Rejected,
     Retryable,
 )
@@ -49,6 +53,9 @@ from agrimarket.channels.shopee.client import ShopeeClient, expires_at
 from agrimarket.channels.shopee.orders import DETAIL_FIELDS, channel_order
 from agrimarket.channels.shopee.schemas import ShopeeCredentials, ShopeeSettings
 from agrimarket.kit.text import clean_line, clean_text
+from agrimarket.observability import get_logger
+
+log = get_logger(__name__)
 
 T = TypeVar("T")
 
@@ -86,6 +93,14 @@ def _int_id(value: str, what: str) -> int:
         return int(value)
     except (TypeError, ValueError) as exc:
         raise ChannelNotFound(f"{value!r} is not a Shopee {what} id.", code="id_invalid") from exc
+
+
+def _seller_stock(info: Any) -> int | None:
+    """The seller stock in a ``stock_info_v2`` (summed over locations), or None when it holds none."""
+    if not isinstance(info, Mapping):
+        return None
+    entries = [e for e in info.get("seller_stock") or [] if isinstance(e, Mapping) and e.get("stock") is not None]
+    return sum(int(e["stock"]) for e in entries) if entries else None
 
 
 def encode_cursor(window_from: int, shopee_cursor: str) -> str:
@@ -492,7 +507,78 @@ class ShopeeAdapter:
             ]
         await self.client.result("POST", "/api/v2/order/cancel_order", json=body)
 
+    # -- what Shopee shows -----------------------------------------------------------------------------------------
+
+    async def read_stock(self, refs: Sequence[StockRef]) -> Mapping[StockRef, int]:
+        """The seller stock Shopee shows (what ``update_stock`` sets): ``get_model_list`` per item with variations,
+        ``get_item_base_info`` (up to 50 items a call) for items without, whose one model is 0."""
+        wanted = list(dict.fromkeys(refs))
+        found: dict[StockRef, int] = {}
+        single = list(dict.fromkeys(item for item, sku in wanted if sku == NO_VARIATION_MODEL))
+        for chunk in _chunks(single, BATCH):
+            answer = await self.client.result(
+                "GET",
+                "/api/v2/product/get_item_base_info",
+                params={"item_id_list": ",".join(str(_int_id(i, "item")) for i in chunk)},
+            )
+            for item in answer.get("item_list") or []:
+                stock = _seller_stock(item.get("stock_info_v2"))
+                if stock is not None:
+                    found[(str(item["item_id"]), NO_VARIATION_MODEL)] = stock
+        models_of: OrderedDict[str, set[str]] = OrderedDict()
+        for item, sku in wanted:
+            if sku != NO_VARIATION_MODEL:
+                models_of.setdefault(item, set()).add(sku)
+        for item, skus in models_of.items():
+            try:
+                answer = await self.client.result(
+                    "GET", "/api/v2/product/get_model_list", params={"item_id": _int_id(item, "item")}
+                )
+            except ChannelNotFound:
+                continue  # the item is gone: its SKUs are left out
+            for model in answer.get("model") or []:
+                model_id = str(model.get("model_id"))
+                stock = _seller_stock(model.get("stock_info_v2"))
+                if model_id in skus and stock is not None:
+                    found[(item, model_id)] = stock
+        return found
+
     # -- pushes and tokens ---------------------------------------------------------------------------------------
+
+    @property
+    def lost_push_key(self) -> str:
+        # Never raises (an isinstance check reads it): unreadable credentials fail on the call itself.
+        return f"shopee:{self._creds.partner_id}" if self._creds is not None else "shopee"
+
+    async def lost_pushes(self) -> LostPushBatch:
+        """``get_lost_push_message``: the app's undelivered pushes of the last 3 days, at most 100 a call, every
+        shop's (each names its ``shop_id``). A message that cannot be read is skipped, and confirmed with the rest:
+        asking again would give it again."""
+        answer = await self.client.result("GET", "/api/v2/push/get_lost_push_message", shop=False)
+        events: list[LostPush] = []
+        for message in answer.get("push_message_list") or []:
+            body = webhooks.lost_push_body(message)
+            shop_id = message.get("shop_id")
+            try:
+                event = webhooks.read(body, None)
+            except MalformedEvent as exc:
+                log.warning("shopee_lost_push_unreadable", error=exc.message)
+                continue
+            events.append(LostPush(str(shop_id) if shop_id is not None else None, event, body))
+        last = answer.get("last_message_id")
+        return LostPushBatch(
+            events=events,
+            last_message_id=str(last) if last not in (None, "", 0, "0") else None,
+            more=bool(answer.get("has_next_page")),
+        )
+
+    async def confirm_lost_pushes(self, last_message_id: str) -> None:
+        await self.client.result(
+            "POST",
+            "/api/v2/push/confirm_consumed_lost_push_message",
+            json={"last_message_id": _int_id(last_message_id, "message")},
+            shop=False,
+        )
 
     def parse_webhook(self, *, url: str, headers: Mapping[str, str], body: bytes) -> WebhookEvent:
         if self._creds is None:

@@ -61,6 +61,18 @@ def _event_id(code: int, payload: Mapping[str, Any], data: Mapping[str, Any], bo
 
 def parse(partner_key: str, shop_id: int | None, *, url: str, headers: Mapping[str, str], body: bytes) -> WebhookEvent:
     verify(partner_key, url=url, headers=headers, body=body)
+    return read(body, shop_id)
+
+
+def lost_push_body(message: Mapping[str, Any]) -> bytes:
+    """A message of ``get_lost_push_message`` as the push it stands for: ``{shop_id?, code, timestamp, data}``."""
+    payload = {key: message[key] for key in ("data", "shop_id", "code", "timestamp") if message.get(key) is not None}
+    return json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode()
+
+
+def read(body: bytes, shop_id: int | None) -> WebhookEvent:
+    """Read a push already trusted (verified, or listed by ``get_lost_push_message``). Its id is the same either
+    way, so a push that arrives late after its lost copy was stored is a duplicate in the inbox."""
     try:
         payload = json.loads(body)
         code = int(payload["code"])
