@@ -185,6 +185,7 @@ def _include_routers(app: FastAPI) -> None:
     from agrimarket.media.endpoints import router as photos_router
     from agrimarket.media.endpoints import upload_body_limit
     from agrimarket.orders.endpoints import router as orders_router
+    from agrimarket.web.routes import router as web_router
     from agrimarket.webhooks.endpoints import router as webhooks_router
     from agrimarket.worker.endpoints import router as jobs_router
 
@@ -202,3 +203,5 @@ def _include_routers(app: FastAPI) -> None:
         app.include_router(router)
     # A photo larger than the limit is refused as its body arrives, before the multipart form is parsed.
     app.include_router(photos_router, max_body_size=upload_body_limit(app.state.settings))
+    # The farmer's pages (at /, outside /api): their forms carry photos too, so the same body limit.
+    app.include_router(web_router, max_body_size=upload_body_limit(app.state.settings))
