@@ -20,9 +20,11 @@ from starlette.routing import Route
 from agrimarket.channels.base import ChannelAdapter, ChannelPlugin, ConnectionInfo
 from agrimarket.channels.lazada import LazadaPlugin
 from agrimarket.channels.shopee import ShopeePlugin
+from agrimarket.channels.tiktok import TikTokPlugin
 from agrimarket.sandbox.core import Marketplace, SandboxConfig
 from agrimarket.sandbox.lazada import LazadaSandbox
 from agrimarket.sandbox.shopee import ShopeeSandbox
+from agrimarket.sandbox.tiktok import TikTokSandbox
 
 CALLBACK_URL = "https://agrimarket.test/webhooks/{channel}/{connection_id}"
 
@@ -162,5 +164,38 @@ def lazada() -> Platform:
     )
 
 
+def tiktok() -> Platform:
+    pushes = Pushes()
+    to_us = httpx.AsyncClient(transport=httpx.ASGITransport(app=pushes.app()))
+    sandbox = TikTokSandbox(_config(), http=to_us)
+    to_sandbox = httpx.AsyncClient(transport=httpx.ASGITransport(app=sandbox.app))
+    credentials: dict[str, object] = dict(sandbox.add_shop("Vườn sầu riêng Bình Phước"))
+    shop_id = str(credentials["shop_id"])
+    settings: dict[str, object] = {"api_url": "http://tiktok.test", "auth_url": "http://tiktok.test/auth"}
+    plugin = TikTokPlugin()
+    info = _info("tiktok", shop_id, credentials, settings)
+    assert info.callback_url is not None
+    sandbox.set_callback(shop_id, info.callback_url)
+
+    async def buy(seller_sku: str, quantity: int) -> str:
+        return await sandbox.place_order(shop_id, [(seller_sku, quantity)])
+
+    def rebuild(new_credentials: dict[str, object]) -> ChannelAdapter:
+        return plugin.adapter(_info("tiktok", shop_id, new_credentials, settings), to_sandbox)
+
+    return Platform(
+        "tiktok",
+        plugin,
+        plugin.adapter(info, to_sandbox),
+        sandbox.market,
+        shop_id,
+        pushes,
+        info.callback_url,
+        buy,
+        [to_us, to_sandbox],
+        rebuild,
+    )
+
+
 Harness = Callable[[], Platform]
-HARNESSES: dict[str, Harness] = {"shopee": shopee, "lazada": lazada}
+HARNESSES: dict[str, Harness] = {"shopee": shopee, "lazada": lazada, "tiktok": tiktok}
