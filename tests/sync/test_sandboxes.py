@@ -1,5 +1,5 @@
-"""The sync engine's fault tests again, against the Shopee and Lazada sandboxes: the real adapters, signing, error
-envelopes and batch limits, reached through ``httpx`` mounts onto the sandboxes' ASGI apps."""
+"""The sync engine's fault tests again, against the Shopee, Lazada and TikTok Shop sandboxes: the real adapters,
+signing, error envelopes and batch limits, reached through ``httpx`` mounts onto the sandboxes' ASGI apps."""
 
 from __future__ import annotations
 
@@ -22,6 +22,7 @@ from agrimarket.models import ChannelConnection, ListingStatus, Rendition
 from agrimarket.sandbox.core import Fault, Marketplace, SandboxConfig, Sku
 from agrimarket.sandbox.lazada import LazadaSandbox
 from agrimarket.sandbox.shopee import ShopeeSandbox
+from agrimarket.sandbox.tiktok import TikTokSandbox
 from agrimarket.sync.engine import RunReport, SyncEngine
 from agrimarket.worker import RetryLater
 from tests.media import images
@@ -35,7 +36,7 @@ class World:
     """One sandbox platform, a shop on it, and the names its call log uses."""
 
     channel: str
-    sandbox: ShopeeSandbox | LazadaSandbox
+    sandbox: ShopeeSandbox | LazadaSandbox | TikTokSandbox
     credentials: dict[str, Any]
     settings: dict[str, Any]
     stock_op: str
@@ -48,7 +49,7 @@ class World:
 
     @property
     def shop_id(self) -> str:
-        return str(self.credentials["shop_id" if self.channel == "shopee" else "seller_id"])
+        return str(self.credentials["seller_id" if self.channel == "lazada" else "shop_id"])
 
     def skus(self) -> dict[str, Sku]:
         shop = self.market.shops[self.shop_id]
@@ -72,6 +73,19 @@ def _world(channel: str) -> World:
             "product.update_price",
             "media_space.upload_image",
         )
+    if channel == "tiktok":
+        tiktok = TikTokSandbox(config)
+        products = "/product/202309/products/{product_id}"
+        settings = {"api_url": "http://tiktok.test", "auth_url": "http://tiktok.test/auth", "category_id": "600001"}
+        return World(
+            "tiktok",
+            tiktok,
+            tiktok.add_shop("Nông sản Bình Phước"),
+            settings,
+            f"{products}/inventory/update",
+            f"{products}/prices/update",
+            "/product/202309/images/upload",
+        )
     lazada = LazadaSandbox(config)
     return World(
         "lazada",
@@ -84,7 +98,7 @@ def _world(channel: str) -> World:
     )
 
 
-@pytest.fixture(params=["shopee", "lazada"])
+@pytest.fixture(params=["shopee", "lazada", "tiktok"])
 def world(request: pytest.FixtureRequest) -> World:
     return _world(str(request.param))
 
@@ -111,7 +125,8 @@ async def _listed(
     db: Db, settings: Settings, world: World, *, variants: int = 2, stock: int = 10
 ) -> tuple[Farm, ChannelConnection, Any]:
     farm = await Farm.make(db)
-    product = await farm.product("Hạt điều rang muối", variants=variants, stock=stock)
+    # 25 characters at least: TikTok Shop's shortest title in Vietnam.
+    product = await farm.product("Hạt điều rang muối Bình Phước", variants=variants, stock=stock)
     await farm.photo(settings, product, images.jpeg(images.photo((1600, 1200))))
     connection = await farm.connect(
         settings,
@@ -147,7 +162,7 @@ async def test_publishing_lists_every_variant_with_the_channels_rendition_upload
     assert {row.status for row in rows} == {ListingStatus.live}
     assert not dirty(rows)
 
-    await farm.update_product(product, name="Hạt điều rang muối loại A")  # republish: no second upload
+    await farm.update_product(product, name="Hạt điều rang muối Bình Phước loại A")  # republish: no second upload
     await sync_engine.run(connection.id)
     assert world.ok_calls()[world.image_op] == 1
 
