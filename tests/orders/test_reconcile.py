@@ -402,24 +402,46 @@ async def test_every_shopee_poll_queues_one_lost_push_fetch_per_partner_app(
 # -- drift ------------------------------------------------------------------------------------------------------
 
 
-async def test_stock_changed_on_the_channel_by_hand_is_pushed_back_to_ours(
+async def test_less_stock_on_the_channel_is_first_explained_by_polling_orders_then_pushed_back_to_ours(
     db: Db, worker_settings: Settings, shop: Shop
 ) -> None:
     shop.world.skus()[shop.sku].stock = 3  # the seller edits it in the platform's back office
 
-    report = await checker(db, worker_settings, shop).check(shop.connection.id)
+    first = await checker(db, worker_settings, shop).check(shop.connection.id)
 
-    assert (report.checked, report.repaired, report.missing) == (1, 1, 0)
+    # Less than we pushed is most often a sale not recorded yet: pushing ours back would offer it again.
+    assert (first.checked, first.suspected, first.repaired) == (1, 1, 0)
+    assert not dirty(await listings(db, shop.connection.id))
+    [poll] = await _jobs(db, POLL_KIND)
+    assert poll.payload == {"connection_id": str(shop.connection.id)}
+
+    second = await checker(db, worker_settings, shop).check(shop.connection.id)  # the poll explained nothing
+
+    assert (second.suspected, second.repaired) == (0, 1)
     [row] = dirty(await listings(db, shop.connection.id))
     assert row.pushed_state is not None
     assert row.pushed_state["stock"] == 3
     assert await queued_syncs(db, shop.connection.id)
-
     run = await engine(db, worker_settings, shop).run(shop.connection.id)
-
     assert run.outcome == "done"
     assert shop.world.skus()[shop.sku].stock == 10
     assert not dirty(await listings(db, shop.connection.id))
+    assert (await checker(db, worker_settings, shop).check(shop.connection.id)).repaired == 0
+
+
+async def test_a_sale_whose_push_was_lost_is_recorded_by_the_poll_the_drift_check_asks_for_never_pushed_over(
+    db: Db, worker_settings: Settings, shop: Shop
+) -> None:
+    order_id = await shop.place_order(2)  # no push came: the channel shows 8, we still think 10 is out there
+
+    drift = await checker(db, worker_settings, shop).check(shop.connection.id)
+    assert (drift.suspected, drift.repaired) == (1, 0)
+    await poller(db, worker_settings, shop).poll(shop.connection.id)  # the poll the check queued
+
+    assert set(await _orders(db)) == {order_id}
+    assert (await level(db, shop.variant_id)).reserved == 2
+    await engine(db, worker_settings, shop).run(shop.connection.id)
+    assert shop.world.skus()[shop.sku].stock == 8  # ours is now 8 too: the buyer's units were never offered again
     assert (await checker(db, worker_settings, shop).check(shop.connection.id)).repaired == 0
 
 
@@ -449,6 +471,8 @@ async def test_drift_on_one_variant_of_an_item_with_variations_is_found_with_one
         drifted = sorted(skus)[1]
         skus[drifted].stock = 0
 
+        first = await checker(db, worker_settings, shop).check(connection.id)
+        assert (first.checked, first.suspected, first.calls) == (3, 1, 1)
         report = await checker(db, worker_settings, shop).check(connection.id)
 
         assert (report.checked, report.repaired, report.calls) == (3, 1, 1)

@@ -12,8 +12,11 @@ so far, each waiting its turn; then, fenced by the lease, records for each listi
 ``pushed_state["stock"]`` what the channel shows and bumps ``desired_version``. The engine's planner then sees our
 quantity differ from the channel's and pushes it. Each repair counts in ``agrimarket_sync_drift_repairs_total``.
 
-A sale on the channel that is not ingested yet looks like drift for a moment; pushing our (higher) quantity back
-is then corrected as soon as the order is ingested, which marks the listing dirty again.
+Which way it drifted matters. A channel showing **more** than we pushed can sell what we do not have: repaired at
+once. A channel showing **less** is most often a sale we have not recorded yet (its push lost or still on the way),
+and pushing our higher quantity back would offer that unit again: so the first time, the check only notes the low
+value in ``pushed_state["drift_low"]`` and queues an order poll for the shop (which records the sale, and the sale
+marks the listing dirty anyway); only if the next check still sees the same low value is it repaired.
 """
 
 from __future__ import annotations
@@ -82,6 +85,7 @@ class DriftReport:
     checked: int = 0  # listings compared
     repaired: int = 0  # listings made dirty
     missing: int = 0  # listings the channel no longer shows (left to the next push, which publishes them again)
+    suspected: int = 0  # listings showing less than we pushed: probably a sale not recorded yet; orders polled
     calls: int = 0
 
 
@@ -140,6 +144,7 @@ class DriftChecker:
                 channel=connection.channel,
                 checked=report.checked,
                 repaired=report.repaired,
+                suspected=report.suspected,
                 missing=report.missing,
                 calls=report.calls,
             )
@@ -174,6 +179,7 @@ class DriftChecker:
             if (row.pushed_state or {}).get("stock") is not None:
                 by_item[str(row.external_item_id)].append(row)
         drifted: list[tuple[Listing, int]] = []
+        suspected: list[tuple[Listing, int]] = []
         for item_id, item_rows in by_item.items():
             await self._keep_lease(connection, limiter)
             refs: list[StockRef] = [(item_id, str(row.external_sku_id)) for row in item_rows]
@@ -183,11 +189,36 @@ class DriftChecker:
             for row, ref in zip(item_rows, refs, strict=True):
                 report.checked += 1
                 quantity = shown.get(ref)
+                pushed = int((row.pushed_state or {})["stock"])  # rows without it were left out above
                 if quantity is None:
                     report.missing += 1
-                elif quantity != (row.pushed_state or {}).get("stock"):
+                elif quantity > pushed or (quantity < pushed and (row.pushed_state or {}).get("drift_low") == quantity):
                     drifted.append((row, quantity))
+                elif quantity < pushed:
+                    suspected.append((row, quantity))
+        if suspected:
+            await self._suspect_sales(connection, suspected, report)
         return drifted
+
+    async def _suspect_sales(
+        self, connection: ChannelConnection, suspected: list[tuple[Listing, int]], report: DriftReport
+    ) -> None:
+        """Less on the channel than we pushed: probably a sale not recorded yet. Note it and poll the orders first;
+        the next check repairs it if the poll explained nothing."""
+        from agrimarket.orders.reconcile import POLL_KIND, poll_dedupe_key  # the order pipeline imports the sync side
+
+        async with transaction(self.sessionmaker) as session:
+            repo = SyncRepository(session)
+            for listing, shown in suspected:
+                report.suspected += await repo.note_low_stock(listing, shown)
+            await enqueue(
+                session,
+                POLL_KIND,
+                {"connection_id": str(connection.id)},
+                dedupe_key=poll_dedupe_key(connection.id),
+                organization_id=connection.organization_id,
+            )
+        log.info("stock_drift_low_polling_orders", connection_id=str(connection.id), listings=len(suspected))
 
     async def _repair(
         self, connection: ChannelConnection, drifted: list[tuple[Listing, int]], limiter: Gcra, report: DriftReport

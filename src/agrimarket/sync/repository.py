@@ -7,7 +7,7 @@ from collections.abc import Collection, Sequence
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import CursorResult, and_, func, or_, select, update
+from sqlalchemy import CursorResult, and_, func, or_, select, true, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql import Executable
 
@@ -121,6 +121,22 @@ class SyncRepository:
         )
         return result.first() is not None
 
+    async def reopen_reviews(self, connection_id: uuid.UUID, *, looked_before: datetime) -> int:
+        """Listings the platform is still reviewing (``pushed_state.in_review``) whose last look was before
+        ``looked_before`` become dirty, so this run's publish asks the platform how the review went. How many."""
+        return await self._changed(
+            update(Listing)
+            .where(
+                Listing.connection_id == connection_id,
+                Listing.status == ListingStatus.pending,
+                Listing.pushed_version == Listing.desired_version,
+                Listing.pushed_at <= looked_before,
+                Listing.pushed_state["in_review"].as_boolean() == true(),
+            )
+            .values(desired_version=Listing.desired_version + 1)
+            .execution_options(synchronize_session=False)
+        )
+
     async def listings(self, connection_id: uuid.UUID, product_ids: Sequence[uuid.UUID]) -> list[Listing]:
         result = await self.session.execute(
             select(Listing)
@@ -194,6 +210,17 @@ class SyncRepository:
                 .execution_options(synchronize_session=False)
             )
             == 1
+        )
+
+    async def note_low_stock(self, listing: Listing, shown: int) -> int:
+        """Remember that the channel showed less than we pushed (no version bump): the next drift check repairs it
+        only if it still shows the same. A push in between rewrites ``pushed_state`` and forgets it."""
+        state = {**(listing.pushed_state or {}), "drift_low": shown}
+        return await self._changed(
+            update(Listing)
+            .where(Listing.id == listing.id, Listing.pushed_version == listing.pushed_version)
+            .values(pushed_state=state)
+            .execution_options(synchronize_session=False)
         )
 
     async def statuses(self, connection_id: uuid.UUID) -> dict[ListingStatus, int]:
