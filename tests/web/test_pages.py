@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import re
+
 import httpx
 import pytest
 from fastapi import FastAPI
 from fastapi.routing import APIRoute
 
+from agrimarket.web.routes import PAGE_SIZE, PRODUCT_ROWS
+from tests.factories import product_body
 from tests.web.helpers import add_product, parse, photo_file, register
 
 PAGE_BUDGET = 50 * 1024
@@ -105,3 +109,29 @@ def test_page_routes_are_outside_the_api_and_out_of_its_schema(app: FastAPI) -> 
     assert not [p for p in paths if p != "/" and p.startswith(RESERVED)]
     assert all(not route.include_in_schema for route in router.routes if isinstance(route, APIRoute))
     assert not [p for p in app.openapi()["paths"] if not p.startswith(RESERVED)]
+
+
+async def test_the_product_list_stays_within_budget_when_products_have_many_kinds(client: httpx.AsyncClient) -> None:
+    user = await register(client)
+    for i in range(PAGE_SIZE):
+        body = product_body(name=f"Tiêu đen Lộc Ninh loại đặc biệt số {i} – túi zip 500 g", variants=4)
+        response = await client.post(f"/api/v1/organizations/{user.organization_id}/products", json=body)
+        assert response.status_code == 201, response.text
+    big = product_body(name="Mật ong hoa cà phê", variants=PRODUCT_ROWS + 5)
+    assert (await client.post(f"/api/v1/organizations/{user.organization_id}/products", json=big)).status_code == 201
+
+    seen: set[str] = set()
+    url: str | None = "/products"
+    while url:
+        html = (await client.get(url)).text
+        page = parse(html)
+        weight = len(html.encode()) + sum([len((await client.get(u)).content) for u in page.stylesheets])
+        assert weight <= PAGE_BUDGET
+        cards = re.findall(r'<li class="card" id="p-([0-9a-f-]+)"', html)
+        assert cards
+        assert not seen & set(cards)  # pages do not overlap…
+        seen |= set(cards)
+        next_link = re.search(r'<a class="btn" href="(/products\?[^"]+)">Xem thêm sản phẩm</a>', html)
+        url = next_link.group(1).replace("&amp;", "&") if next_link else None
+    assert len(seen) == PAGE_SIZE + 1  # …and together they show every product
+    assert "và 5 loại khác" in (await client.get("/products")).text

@@ -34,7 +34,7 @@ def _variant_ids(html: str) -> list[str]:
 async def _tap(client: httpx.AsyncClient, variant_id: str, delta: str, *, key: str | None = None) -> httpx.Response:
     page = await client.get("/products")
     block = page.text.split(f'id="v-{variant_id}"', 1)[1]
-    form_key = re.findall(r'name="key" value="([^"]+)"', block)[0 if delta == "-1" else 1]
+    form_key = re.findall(r'name="key" value="([^"]+)"', block)[0]
     return await client.post(
         f"/variants/{variant_id}/stock",
         data={"csrf_token": csrf(page.text), "delta": delta, "key": key or form_key, "next": "/products"},

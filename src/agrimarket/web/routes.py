@@ -68,6 +68,10 @@ from agrimarket.web.throttle import LoginThrottle
 router = APIRouter(route_class=PageRoute, include_in_schema=False, dependencies=[Depends(remember_session)])
 
 PAGE_SIZE = 20
+# The product list stays under the 50 KB page budget however many variants the products have: a page ends early
+# once it holds this many variant rows, and a product shows at most PRODUCT_ROWS of its own (the rest: edit page).
+PAGE_ROWS = 36
+PRODUCT_ROWS = 8
 LOW_STOCK = 5  # available at or below this is shown as a warning on the home page
 LANG_COOKIE_DAYS = 365
 _ROLE_ORDER = {Role.owner: 0, Role.admin: 1, Role.member: 2}
@@ -373,15 +377,19 @@ async def products_page(
         cursor=Cursor.decode(after) if after else None,
         limit=PAGE_SIZE,
     )
+    views, next_cursor = _within_row_budget(views, next_cursor)
     photos = await media.photos_of_products([v.product.id for v in views])
-    items = [
-        {
-            "view": view,
-            "variants": _on_sale(view),
-            "thumbnail": _thumbnail(settings, photos.get(view.product.id, [])),
-        }
-        for view in views
-    ]
+    items = []
+    for view in views:
+        on_sale = _on_sale(view)
+        items.append(
+            {
+                "view": view,
+                "variants": on_sale[:PRODUCT_ROWS],
+                "hidden": max(len(on_sale) - PRODUCT_ROWS, 0),
+                "thumbnail": _thumbnail(settings, photos.get(view.product.id, [])),
+            }
+        )
     here = _with_query("/products", org=str(organization.id)) if org else "/products"
     return render(
         request,
@@ -398,6 +406,16 @@ async def products_page(
         },
         principal=principal,
     )
+
+
+def _within_row_budget(views: list[ProductView], next_cursor: Cursor | None) -> tuple[list[ProductView], Cursor | None]:
+    rows = 0
+    for i, view in enumerate(views):
+        rows += min(len(_on_sale(view)), PRODUCT_ROWS)
+        if rows > PAGE_ROWS and i > 0:
+            last = views[i - 1].product
+            return views[:i], Cursor(last.created_at, last.id)
+    return views, next_cursor
 
 
 # The product form's fields, and where pydantic reports each (a product has one variant on this screen).
@@ -750,7 +768,8 @@ async def tap_stock(
     delta = {"1": 1, "+1": 1, "-1": -1}.get(text(form, "delta"))
     if delta is None:
         raise Invalid("The change is +1 or -1.", field="delta")
-    key = text(form, "key")[:100] or None
+    # One form holds both buttons: the key is the form's, the change is the button's.
+    key = f"{text(form, 'key')[:90]}:{delta:+d}" if text(form, "key") else None
     try:
         await inventory.adjust(
             principal.access,
