@@ -54,6 +54,8 @@ class Settings(BaseSettings):
     sync_lease_seconds: float = Field(default=30.0, gt=0)  # one worker per shop; a dead one's lease lapses
     sync_circuit_threshold: int = Field(default=5, ge=1)  # failed runs in a row that open a shop's circuit
     sync_circuit_cooldown_seconds: float = Field(default=60.0, ge=0)  # a shop with an open circuit rests this long
+    # A listing the platform reviews before it goes on sale (Tiki) is looked at again this long after the last look.
+    sync_review_check_seconds: float = Field(default=300.0, gt=0)
     # Reconciliation: each shop's listings compared with what its channel shows (read when the worker starts).
     sync_drift_check_seconds: float = Field(default=3600.0, gt=0)
     # Order polling (agrimarket.orders.reconcile): catches what webhooks missed. The period is read when the worker
@@ -61,6 +63,10 @@ class Settings(BaseSettings):
     orders_poll_seconds: float = Field(default=300.0, gt=0)
     orders_poll_overlap_seconds: float = Field(default=600.0, ge=0)
     orders_poll_first_lookback_hours: float = Field(default=72.0, gt=0)
+    # Channels whose events are pulled from a queue (Tiki): each shop's queue is pulled this often (read when the
+    # worker starts), at most ``batch`` events a pull.
+    event_queue_pull_seconds: float = Field(default=15.0, gt=0)
+    event_queue_pull_batch: int = Field(default=100, ge=1, le=1000)
     log_level: str = "INFO"
     log_json: bool | None = None
     session_cookie_name: str = "agrimarket_session"

@@ -14,6 +14,12 @@ bind. Concretely:
 Failures: a rejected listing records the platform's message and stops retrying until something changes; an
 expired token is refreshed once and the call retried; throttling and 5xx end the run with ``RetryLater`` (the
 platform's ``Retry-After`` honoured); repeated failed runs open the shop's circuit for a while.
+
+Review: a platform that reviews a listing first (Tiki) answers a publish ``in_review``. The rows stay ``pending``
+with the platform's words and are not dirty, so nothing asks again while it reviews; the run queues one look per shop
+``sync_review_check_seconds`` later (:func:`~agrimarket.sync.queue.request_review_check`), and that run makes the
+rows it finds in review dirty again (``SyncRepository.reopen_reviews``), so its publish asks how the review went. A
+review that rejects the listing records the platform's reason and forgets the refused request.
 """
 
 from __future__ import annotations
@@ -58,7 +64,7 @@ from agrimarket.models import ChannelConnection, ConnectionStatus, Listing, List
 from agrimarket.observability import get_logger
 from agrimarket.sync import metrics
 from agrimarket.sync.plan import Action, Image, ProductPlan, RowPlan, channel_images, plan_product
-from agrimarket.sync.queue import request_sync, sync_after_lease
+from agrimarket.sync.queue import request_review_check, request_sync, sync_after_lease
 from agrimarket.sync.ratelimit import Gcra
 from agrimarket.sync.repository import SyncRepository
 from agrimarket.worker import RetryLater
@@ -127,6 +133,7 @@ class SyncEngine:
         self.clock = clock
         self.cipher = CredentialCipher(settings.encryption_keys)
         self.lease = timedelta(seconds=settings.sync_lease_seconds)
+        self.review_check = timedelta(seconds=settings.sync_review_check_seconds)
 
     async def run(self, connection_id: uuid.UUID) -> RunReport:
         report = RunReport(connection_id)
@@ -174,6 +181,7 @@ class _Run:
         # Stock and price entries planned but held back for a fuller batch: (update, row, product id).
         self._carry_stock: list[tuple[StockUpdate, RowPlan, uuid.UUID]] = []
         self._carry_prices: list[tuple[PriceUpdate, RowPlan, uuid.UUID]] = []
+        self._in_review = False  # a publish answered "in review": look again in sync_review_check_seconds
 
     @property
     def connection_id(self) -> uuid.UUID:
@@ -227,6 +235,11 @@ class _Run:
         )
 
     async def _passes(self) -> None:
+        # Reviews last looked at half a period ago or more are asked about in this run (the scheduled look, or a
+        # run for other work that comes by anyway); the half keeps a run just after a look from asking again.
+        looked_before = self.engine.clock() - self.engine.review_check / 2
+        async with transaction(self.engine.sessionmaker) as session:
+            await SyncRepository(session).reopen_reviews(self.connection_id, looked_before=looked_before)
         for _ in range(MAX_PASSES):
             carried = {product_id for _, _, product_id in (*self._carry_stock, *self._carry_prices)}
             async with transaction(self.engine.sessionmaker) as session:
@@ -256,6 +269,9 @@ class _Run:
                 requeue_at is not None or await repo.has_dirty(self.connection_id)
             ):
                 await request_sync(session, {self.connection_id: self.connection.organization_id}, run_at=requeue_at)
+            if status is ConnectionStatus.active and self._in_review:
+                at = self.engine.clock() + self.engine.review_check
+                await request_review_check(session, self.connection_id, self.connection.organization_id, at)
 
     async def _failed(self, exc: Retryable) -> float | None:
         """A run that ended on throttling or a platform fault: count it towards the shop's circuit. Returns when
@@ -562,6 +578,10 @@ class _Run:
                 row.pending.discard(Action.publish)
                 row.status = ListingStatus.rejected
                 row.message = _clip(exc.message)
+                if row.state.pop("in_review", None):
+                    # The platform's review refused it (Tiki: final, the request cannot be sent again): forget the
+                    # request, so the next publish, after a change, sends a new one.
+                    row.external_item_id = None
             await self._record(plan.rows)
             self.report.rejected += 1
             return
@@ -574,6 +594,7 @@ class _Run:
             return
         images_now = {**uploaded, **result.uploaded_images}
         status = ListingStatus.pending if result.state is PublishState.in_review else ListingStatus.live
+        self._in_review = self._in_review or result.state is PublishState.in_review
         for row in plan.rows:
             row.external_item_id = result.external_item_id
             if row.active:

@@ -56,3 +56,24 @@ async def sync_after_lease(
         max_attempts=SYNC_MAX_ATTEMPTS,
         run_at=at,
     )
+
+
+def review_check_key(connection_id: uuid.UUID) -> str:
+    return f"sync-review:{connection_id}"
+
+
+async def request_review_check(
+    session: AsyncSession, connection_id: uuid.UUID, organization_id: uuid.UUID, at: datetime
+) -> None:
+    """A shop with listings the platform is still reviewing (Tiki): a run at ``at`` asks how the reviews went. Its
+    own key, at most one queued per shop, so an ordinary run never folds it away (nor waits for it)."""
+    await enqueue(
+        session,
+        SYNC_KIND,
+        {"connection_id": str(connection_id)},
+        dedupe_key=review_check_key(connection_id),
+        dedupe_while_running=False,
+        organization_id=organization_id,
+        max_attempts=SYNC_MAX_ATTEMPTS,
+        run_at=at,
+    )
