@@ -25,7 +25,8 @@ Choices where TikTok publishes nothing (UNCONFIRMED in marketplaces.md), the san
   wrong ``shop_cipher`` 36009005; an invalid (not expired) access token 105001; a bad authorisation code or
   refresh token 36004004; an unknown product 12052048, SKU 12052049, order 21011001; other refusals of the data
   12052000 with a message saying what is wrong; an injected server error HTTP 503 (36009001), an injected timeout
-  HTTP 504 (36009007) after ``SandboxConfig.timeout_seconds``. Throttling sends no ``Retry-After``;
+  HTTP 504 (36009007) after ``SandboxConfig.timeout_seconds``. Throttling sends no ``Retry-After``; refusals of
+  the app key, signature or token answer HTTP 401, every other refusal HTTP 200 (the code decides);
 - the rate limit is per shop across its APIs (TikTok counts per API: the sandbox is stricter), by default 50/s;
 - a created or edited product passes its audit at once (ACTIVATE; an edited one keeps its status); a seller SKU
   is unique in the shop; stock may be 0 at creation (update-inventory allows it; create says 1-99,999);
