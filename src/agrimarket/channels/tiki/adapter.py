@@ -507,6 +507,10 @@ class TikiAdapter:
                     raise
         raise AssertionError("unreachable")
 
+    def _forget_queue(self) -> None:
+        creds = self._creds()
+        self._cache.queues.pop((self.settings.api_url, creds.client_id, creds.seller_id), None)
+
     async def _queue(self) -> str:
         """The seller's queue: found by name or created (app token), then subscribed to the order events (seller
         token) where it is not yet; remembered for the process."""
@@ -546,10 +550,15 @@ class TikiAdapter:
         """``POST /integration/v1/queues/{code}/events/pull`` with the app's token: the oldest events not yet
         acknowledged, in order, with the ``ack_id`` that acknowledges them. Another seller's event (there is none
         in a queue of one seller's subscriptions) is left out and acknowledged with the rest."""
+        body = {"max_messages": max(1, min(limit, PULL_MAX))}
         code = await self._queue()
-        answer = await self._as_app(
-            "POST", f"/integration/v1/queues/{code}/events/pull", {"max_messages": max(1, min(limit, PULL_MAX))}
-        )
+        try:
+            answer = await self._as_app("POST", f"/integration/v1/queues/{code}/events/pull", body)
+        except ChannelNotFound:
+            # The queue this process remembered is gone (deleted on Tiki's side): find or make it again, once.
+            self._forget_queue()
+            code = await self._queue()
+            answer = await self._as_app("POST", f"/integration/v1/queues/{code}/events/pull", body)
         events: list[WebhookEvent] = []
         bodies: dict[str, bytes] = {}
         for raw in (answer or {}).get("events") or []:
