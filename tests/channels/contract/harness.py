@@ -20,10 +20,12 @@ from starlette.routing import Route
 from agrimarket.channels.base import ChannelAdapter, ChannelPlugin, ConnectionInfo
 from agrimarket.channels.lazada import LazadaPlugin
 from agrimarket.channels.shopee import ShopeePlugin
+from agrimarket.channels.tiki import TikiPlugin
 from agrimarket.channels.tiktok import TikTokPlugin
 from agrimarket.sandbox.core import Marketplace, SandboxConfig
 from agrimarket.sandbox.lazada import LazadaSandbox
 from agrimarket.sandbox.shopee import ShopeeSandbox
+from agrimarket.sandbox.tiki import TikiSandbox
 from agrimarket.sandbox.tiktok import TikTokSandbox
 
 CALLBACK_URL = "https://agrimarket.test/webhooks/{channel}/{connection_id}"
@@ -197,5 +199,43 @@ def tiktok() -> Platform:
     )
 
 
+def tiki() -> Platform:
+    """Tiki reviews every product request; here its reviews approve at once (``review_seconds=0``), so a publish is
+    live with its ids as on the other channels (the review itself has its own tests). Tiki pushes nothing: its
+    events are pulled, so ``pushes`` stays empty."""
+    pushes = Pushes()
+    sandbox = TikiSandbox(_config(), review_seconds=0)
+    to_sandbox = httpx.AsyncClient(transport=httpx.ASGITransport(app=sandbox.app))
+    credentials: dict[str, object] = dict(sandbox.add_shop("Vườn sầu riêng Bình Phước"))
+    shop_id = str(credentials["seller_id"])
+    settings: dict[str, object] = {
+        "api_url": "http://tiki.test",
+        "auth_url": "http://tiki.test/sc/oauth2",
+        "category_id": 8322,
+    }
+    plugin = TikiPlugin()
+    info = _info("tiki", shop_id, credentials, settings)
+    assert info.callback_url is not None
+
+    async def buy(seller_sku: str, quantity: int) -> str:
+        return await sandbox.place_order(shop_id, [(seller_sku, quantity)])
+
+    def rebuild(new_credentials: dict[str, object]) -> ChannelAdapter:
+        return plugin.adapter(_info("tiki", shop_id, new_credentials, settings), to_sandbox)
+
+    return Platform(
+        "tiki",
+        plugin,
+        plugin.adapter(info, to_sandbox),
+        sandbox.market,
+        shop_id,
+        pushes,
+        info.callback_url,
+        buy,
+        [to_sandbox],
+        rebuild,
+    )
+
+
 Harness = Callable[[], Platform]
-HARNESSES: dict[str, Harness] = {"shopee": shopee, "lazada": lazada, "tiktok": tiktok}
+HARNESSES: dict[str, Harness] = {"shopee": shopee, "lazada": lazada, "tiktok": tiktok, "tiki": tiki}
