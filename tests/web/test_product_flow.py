@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import unicodedata
 
 import httpx
 
@@ -188,3 +189,24 @@ async def test_the_photo_page_refuses_a_damaged_file_beside_the_field(client: ht
     assert response.status_code == 422
     assert field_error(response.text, "photo") is not None
     assert 'name="upload_key" value="k1"' in response.text  # a retry keeps its key
+
+
+async def test_the_same_add_product_form_sent_twice_makes_one_product(client: httpx.AsyncClient) -> None:
+    user = await register(client)
+    page = await client.get(f"/products/new?org={user.organization_id}")
+    key = re.search(r'name="form_key" value="([^"]+)"', page.text)
+    assert key
+    data = {**PRODUCT, "org": user.organization_id, "form_key": key.group(1), "csrf_token": csrf(page.text)}
+    first = await client.post("/products/new", data=data, headers=SAME_ORIGIN)
+    again = await client.post("/products/new", data=data, headers=SAME_ORIGIN)  # the first answer was lost
+    assert first.status_code == again.status_code == 303
+    assert first.headers["location"] == again.headers["location"]
+    assert (await client.get("/products")).text.count('class="card"') == 1
+
+
+async def test_names_typed_on_any_phone_keyboard_are_stored_in_one_normal_form(client: httpx.AsyncClient) -> None:
+    user = await register(client)
+    decomposed = unicodedata.normalize("NFD", "Sầu riêng  Ri6")  # some keyboards send combining accents
+    product_id = await add_product(client, user, name=decomposed)
+    stored = (await client.get(f"/api/v1/products/{product_id}")).json()["name"]
+    assert stored == unicodedata.normalize("NFC", "Sầu riêng Ri6")

@@ -7,6 +7,7 @@ domain services directly, with the same tenancy checks as the API: another farm'
 
 from __future__ import annotations
 
+import hashlib
 import re
 import secrets
 import uuid
@@ -32,7 +33,7 @@ from agrimarket.inventory.endpoints import InventoryServiceDep
 from agrimarket.kit.pagination import Cursor
 from agrimarket.kit.phone import normalize_vn_mobile
 from agrimarket.kit.text import fold
-from agrimarket.media.endpoints import MediaServiceDep, photo_out
+from agrimarket.media.endpoints import MediaServiceDep, media_limits, photo_out
 from agrimarket.media.pipeline import read_capped
 from agrimarket.media.repository import MediaRepository
 from agrimarket.media.service import MediaService, Photo
@@ -50,7 +51,7 @@ from agrimarket.web.forms import (
     text,
     upload,
 )
-from agrimarket.web.i18n import LANG_COOKIE, LOCALES, Translator
+from agrimarket.web.i18n import LANG_COOKIE, LOCALES, Translator, translator
 from agrimarket.web.pages import (
     STATIC_PATH,
     PagePrincipal,
@@ -475,10 +476,13 @@ def _read_product_form(form: Any, tr: Translator) -> ProductForm:
     return result
 
 
-def _auto_sku(name: str) -> str:
-    """Farmers are not asked for a SKU: the name, folded (``Sầu riêng`` → ``SAU-RIENG``), and a random suffix."""
+def _auto_sku(name: str, form_key: str) -> str:
+    """Farmers are not asked for a SKU: the name, folded (``Sầu riêng`` → ``SAU-RIENG``), and a suffix drawn from the
+    form's key. So the same form sent twice (the answer was lost on a bad connection) asks for the same SKU, and the
+    second finds the product the first made instead of making it again."""
     stem = re.sub(r"[^A-Z0-9]+", "-", fold(name).upper()).strip("-")[:40].rstrip("-") or "SP"
-    return f"{stem}-{secrets.token_hex(3).upper()}"
+    suffix = hashlib.sha256(form_key.encode()).hexdigest()[:8] if form_key else secrets.token_hex(4)
+    return f"{stem}-{suffix.upper()}"
 
 
 def _variant_name(unit: Unit) -> str:
@@ -503,6 +507,7 @@ def _product_form_page(
     variant: Variant | None = None,
     status_code: int = 200,
 ) -> Response:
+    limits = media_limits(request.app.state.settings)
     return render(
         request,
         "product_form.html",
@@ -514,6 +519,8 @@ def _product_form_page(
             "variant": variant,
             "categories": labels.CATEGORIES,
             "units": labels.UNITS,
+            "max_bytes": limits.max_bytes,
+            "too_large": _photo_too_large(limits.max_bytes, translator(request)),
         },
         status_code=status_code,
         principal=principal,
@@ -526,6 +533,7 @@ async def new_product_page(
 ) -> Response:
     organization, _ = await _current_organization(accounts, principal, org)
     values = {
+        "form_key": secrets.token_urlsafe(16),
         "category": Category.fruit.value,
         "unit": Unit.kg.value,
         "stock": "0",
@@ -541,19 +549,21 @@ async def _photo_bytes(photo: Any, media: MediaService, product_form: ProductFor
     try:
         return await read_capped(photo.read, media.limits)
     except PayloadTooLarge:
-        product_form.errors["photo"] = _photo_too_large(media, tr)
+        product_form.errors["photo"] = _photo_too_large(media.limits.max_bytes, tr)
         return None
 
 
-def _photo_too_large(media: MediaService, tr: Translator) -> str:
+def _photo_too_large(max_bytes: int, tr: Translator) -> str:
     return tr.gettext(
         "This photo is larger than %(mb)s MB. Take it again with the camera's normal size setting.",
-        mb=tr.number(media.limits.max_bytes // (1024 * 1024)),
+        mb=tr.number(max_bytes // (1024 * 1024)),
     )
 
 
 def _photo_error(exc: AgriMarketError, media: MediaService, tr: Translator) -> str:
-    return _photo_too_large(media, tr) if isinstance(exc, PayloadTooLarge) else field_error("photo", tr)
+    return (
+        _photo_too_large(media.limits.max_bytes, tr) if isinstance(exc, PayloadTooLarge) else field_error("photo", tr)
+    )
 
 
 @router.post("/products/new")
@@ -568,6 +578,7 @@ async def create_product(
     organization_id = _uuid(text(form, "org"))
     principal.access.require(organization_id)
     product_form = _read_product_form(form, tr)
+    form_key = product_form.values["form_key"] = text(form, "form_key")[:100]
     data: ProductCreate | None = None
     if not product_form.errors:
         assert product_form.unit is not None
@@ -578,7 +589,7 @@ async def create_product(
                 harvest_date=product_form.harvest_date,
                 variants=[
                     VariantIn(
-                        sku=_auto_sku(product_form.name),
+                        sku=_auto_sku(product_form.name, form_key),
                         name=_variant_name(product_form.unit),
                         unit=product_form.unit,
                         price_vnd=product_form.price,
@@ -602,7 +613,16 @@ async def create_product(
     # photo page adds photos with the decoding done before the transaction begins.
     try:
         view = await catalog.create_product(principal.access, organization_id, data, actor_user_id=principal.user.id)
-    except (Conflict, Invalid) as exc:
+    except Conflict as exc:
+        sku = data.variants[0].sku
+        made = (
+            (await catalog.repo.skus_in_use(organization_id, [sku])).get(sku) if exc.field == "variants.0.sku" else None
+        )
+        if form_key and made is not None:  # this form was sent before and its product made: show it
+            return see_other(_products_url(organization_id) + f"#p-{made[0].product_id}")
+        product_form.errors[_service_field(exc)] = field_error(_service_field(exc), tr)
+        raise PageRejected(refused(exc.status_code)) from None
+    except Invalid as exc:
         product_form.errors[_service_field(exc)] = field_error(_service_field(exc), tr)
         raise PageRejected(refused(exc.status_code)) from None
     if photo is not None:
@@ -810,6 +830,7 @@ async def photos_page(
     catalog: CatalogServiceDep,
     media: MediaServiceDep,
     settings: SettingsDep,
+    tr: TranslatorDep,
     added: str | None = None,
 ) -> Response:
     view = await catalog.get_product(principal.access, product_id)
@@ -823,6 +844,8 @@ async def photos_page(
             "added": added,
             "upload_key": secrets.token_urlsafe(16),
             "back": _products_url(view.product.organization_id) + f"#p-{product_id}",
+            "max_bytes": media.limits.max_bytes,
+            "too_large": _photo_too_large(media.limits.max_bytes, tr),
         },
         principal=principal,
     )
@@ -882,6 +905,8 @@ async def add_photo(
             "added": None,
             "upload_key": text(form, "upload_key") or secrets.token_urlsafe(16),
             "back": _products_url(organization_id) + f"#p-{product_id}",
+            "max_bytes": media.limits.max_bytes,
+            "too_large": _photo_too_large(media.limits.max_bytes, tr),
         },
         status_code=422,
         principal=principal,
