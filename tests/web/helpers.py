@@ -123,7 +123,9 @@ class WebUser:
     organization_id: str
 
 
-async def register(client: httpx.AsyncClient, *, name: str = "Hộ Trần Thị Bình", phone: str | None = None) -> WebUser:
+async def register(
+    client: httpx.AsyncClient, *, name: str = "Hộ Trần Thị Bình", phone: str | None = None, kind: str = "household"
+) -> WebUser:
     """Register through the page (the client keeps the session cookie), and find the organization's id."""
     phone = phone or new_phone()
     response = await post_form(
@@ -133,7 +135,7 @@ async def register(client: httpx.AsyncClient, *, name: str = "Hộ Trần Thị 
             "phone": phone,
             "full_name": "Trần Thị Bình",
             "organization_name": name,
-            "organization_kind": "household",
+            "organization_kind": kind,
             "password": PASSWORD,
         },
     )
