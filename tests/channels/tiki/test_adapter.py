@@ -382,3 +382,22 @@ async def test_an_expired_app_token_is_replaced_without_touching_the_sellers(
 def test_tiki_signs_no_push_so_nothing_at_a_webhook_address_is_believed(adapter: TikiAdapter) -> None:
     with pytest.raises(InvalidSignature):
         adapter.parse_webhook(url="https://agrimarket.test/webhooks/tiki/x", headers={}, body=b'{"id":"1"}')
+
+
+async def test_a_rejected_request_for_a_later_variant_leaves_the_others_on_sale_and_says_which_was_refused(
+    adapter: TikiAdapter, sandbox: TikiSandbox
+) -> None:
+    item, ids = await _live(adapter, sandbox, *TWO)
+    three = (*TWO, variant("BUOI-3", "Thùng 5 quả", 390_000, 2))
+    added = await adapter.publish(draft(*three, external_item_id=item))
+    sandbox.reject(added.external_item_id.split(",")[-1][1:], "Thiếu giấy chứng nhận")
+
+    after = await adapter.publish(draft(*three, external_item_id=added.external_item_id))
+
+    assert after.state is PublishState.live
+    assert dict(after.external_sku_ids) == ids
+    assert after.message is not None
+    assert "BUOI-3" in after.message
+    assert "Thiếu giấy chứng nhận" in after.message
+    assert after.external_item_id == item  # the refused request is forgotten: the next change sends a new one
+    assert len(sandbox.market.calls_of("POST /integration/v2.1/requests")) == 2

@@ -311,36 +311,39 @@ class TikiAdapter:
         refs, products, pending, reasons = await self._resolve(api, _refs(draft.external_item_id))
         uploaded: dict[str, str] = {}
         missing = [v for v in draft.variants if v.sku not in products]
-        if missing and not pending:
-            if reasons and not products:
-                # The only request was rejected: final on Tiki's side, and the seller has to change something first.
-                raise Rejected(f"Tiki rejected the product: {' '.join(reasons)}", code="request_rejected")
+        if missing and not pending and not reasons:
             urls, uploaded = await self._images(api, draft)
             answer = await api.call("POST", "/integration/v2.1/requests", json=self._request_body(draft, missing, urls))
             track_id = answer.get("track_id") if isinstance(answer, dict) else None
             if not track_id:
                 raise Retryable("Tiki accepted the product request but gave no track id.", code="track_id")
             # One look at once: a request Tiki decides quickly need not wait for the next check.
-            new_refs, new_products, pending, new_reasons = await self._resolve(api, [("t", str(track_id))])
-            if new_reasons:
-                raise Rejected(f"Tiki rejected the product: {' '.join(new_reasons)}", code="request_rejected")
+            new_refs, new_products, pending, reasons = await self._resolve(api, [("t", str(track_id))])
             refs += new_refs
             products.update(new_products)
+        if reasons and not products:
+            # Every request was rejected: final on Tiki's side, and the seller has to change something first.
+            raise Rejected(f"Tiki rejected the product: {' '.join(reasons)}", code="request_rejected")
         ids = {v.sku: str(products[v.sku]["product_id"]) for v in draft.variants if v.sku in products}
-        if pending or len(ids) < len(draft.variants):
+        if pending:
             return PublishResult(
                 external_item_id=_join(refs),
                 external_sku_ids=ids,
                 state=PublishState.in_review,
                 uploaded_images=uploaded,
-                message=review_message(pending[0] if pending else "queuing"),
+                message=review_message(pending[0]),
             )
-        entries = [self._sku_entry(int(ids[v.sku]), price=v.price_vnd, stock=v.stock, active=1) for v in draft.variants]
+        on_tiki = [v for v in draft.variants if v.sku in ids]
+        entries = [self._sku_entry(int(ids[v.sku]), price=v.price_vnd, stock=v.stock, active=1) for v in on_tiki]
         for start in range(0, len(entries), SKUS_BATCH):
-            result = await self._update_skus(entries[start : start + SKUS_BATCH], [v.sku for v in draft.variants])
+            batch = on_tiki[start : start + SKUS_BATCH]
+            result = await self._update_skus(entries[start : start + SKUS_BATCH], [v.sku for v in batch])
             if result.failures:
                 raise result.failures[0].error
-        message = f"Tiki rejected the request for some new variants: {' '.join(reasons)}" if reasons else None
+        # A request for variants added later that Tiki rejected: the others are on sale; the refused ones are sent
+        # again in a new request after the next change (a rejected request is final), and the message says why.
+        refused = [v.sku for v in draft.variants if v.sku not in ids]
+        message = f"Tiki rejected {', '.join(refused)}: {' '.join(reasons)}" if refused else None
         return PublishResult(
             external_item_id=_join(refs), external_sku_ids=ids, uploaded_images=uploaded, message=message
         )
