@@ -37,7 +37,7 @@ from agrimarket.media.endpoints import MediaServiceDep, media_limits, photo_out
 from agrimarket.media.pipeline import read_capped
 from agrimarket.media.repository import MediaRepository
 from agrimarket.media.service import MediaService, Photo
-from agrimarket.models import Category, MovementKind, Organization, Role, StockLevel, Unit, Variant
+from agrimarket.models import Category, MovementKind, Organization, Role, StockLevel, Unit, User, Variant
 from agrimarket.web import labels
 from agrimarket.web.forms import (
     CheckedForm,
@@ -103,10 +103,8 @@ def _set_session_cookie(response: Response, token: str, settings: Settings) -> N
 
 
 async def _start_session(
-    request: Request, accounts: AccountService, settings: Settings, user_id: Any, next_url: str
+    request: Request, accounts: AccountService, settings: Settings, user: User, next_url: str
 ) -> Response:
-    user = await accounts.repo.user_by_id(user_id)
-    assert user is not None
     token = await accounts.start_session(
         user, timedelta(hours=settings.session_ttl_hours), request.headers.get("user-agent")
     )
@@ -233,7 +231,7 @@ async def login(
         message = tr.gettext("The phone number or password is wrong.")
         return render(request, "login.html", {**context, "errors": {"password": message}}, status_code=401)
     throttle.succeeded(phone_key)
-    return await _start_session(request, accounts, settings, user.id, next_url)
+    return await _start_session(request, accounts, settings, user, next_url)
 
 
 def _register_page(request: Request, values: dict[str, str], errors: FieldErrors, status_code: int = 200) -> Response:
@@ -279,7 +277,7 @@ async def register(
     except Conflict:
         errors["phone"] = tr.gettext("This phone number is already registered. Log in instead.")
         return _register_page(request, values, errors, 409)
-    return await _start_session(request, accounts, settings, user.id, "/")
+    return await _start_session(request, accounts, settings, user, "/")
 
 
 @router.post("/logout")
