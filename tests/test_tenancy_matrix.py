@@ -355,6 +355,44 @@ async def an_inbound_event(ctx: Ctx, world: World, target: str) -> Target:
     return Target(params={"organization_id": str(world.org_ids[target]), "event_id": str(event.id)})
 
 
+def _import_file() -> dict[str, Any]:
+    rows = f"Mã SKU;Tên sản phẩm;Đơn vị;Giá bán;Tồn kho;Khối lượng (g)\r\n{_sku()};Sầu riêng;hộp;120.000;5;1200\r\n"
+    return {"file": ("san-pham.csv", rows.encode(), "text/csv")}
+
+
+async def an_import_upload(_ctx: Ctx, world: World, target: str) -> Target:
+    return Target(params={"organization_id": str(world.org_ids[target])}, files=_import_file())
+
+
+async def an_import(ctx: Ctx, world: World, target: str) -> Target:
+    """A previewed import of a one-row file into the target organization, uploaded by its owner."""
+    response = await ctx.client.post(
+        f"/api/v1/organizations/{world.org_ids[target]}/imports",
+        files=_import_file(),
+        headers=world.owner_of[target].headers,
+    )
+    assert response.status_code == 201, response.text
+    return Target(params={"import_id": response.json()["id"]}, body={"mode": "valid_rows"})
+
+
+def import_cases() -> list[Case]:
+    """A cooperative's file names its member households, so its admins import it; a household imports its own."""
+    routes: list[tuple[str, str, int, Make]] = [
+        ("POST", "/api/v1/organizations/{organization_id}/imports", 201, an_import_upload),
+        ("GET", "/api/v1/organizations/{organization_id}/imports", 200, org_only),
+        ("GET", "/api/v1/imports/{import_id}", 200, an_import),
+        ("GET", "/api/v1/imports/{import_id}/errors", 200, an_import),
+        ("GET", "/api/v1/imports/{import_id}/errors.csv", 200, an_import),
+        ("POST", "/api/v1/imports/{import_id}/apply", 200, an_import),
+    ]
+    cooperative, household = frozenset({OrganizationKind.cooperative}), frozenset({OrganizationKind.household})
+    return [
+        Case(method, path, ok, role=role, make=make, kinds=kinds)
+        for method, path, ok, make in routes
+        for role, kinds in ((Role.admin, cooperative), (Role.member, household))
+    ]
+
+
 CASES: list[Case] = [
     Case("GET", "/api/v1/me", 200, role=None),
     Case("GET", "/api/v1/organizations", 200, role=None),
@@ -519,6 +557,11 @@ CASES: list[Case] = [
     Case("GET", "/api/v1/organizations/{organization_id}/inbox", 200, make=an_inbound_event),
     Case("GET", "/api/v1/inbox/{event_id}", 200, make=an_inbound_event),
     Case("POST", "/api/v1/inbox/{event_id}/replay", 200, role=Role.admin, make=an_inbound_event),
+    # bulk import
+    Case("GET", "/api/v1/imports/template.csv", 200, role=None),
+    Case("GET", "/api/v1/imports/template.xlsx", 200, role=None),
+    Case("GET", "/api/v1/imports/columns", 200, role=None),
+    *import_cases(),
 ]
 
 # Routes anyone may call, logged in or not.

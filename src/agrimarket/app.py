@@ -180,6 +180,8 @@ def _include_routers(app: FastAPI) -> None:
     from agrimarket.catalog.endpoints import router as catalog_router
     from agrimarket.channels.endpoints import router as channels_router
     from agrimarket.health import router as health_router
+    from agrimarket.imports.endpoints import router as imports_router
+    from agrimarket.imports.endpoints import upload_body_limit as import_body_limit
     from agrimarket.inventory.endpoints import router as stock_router
     from agrimarket.media.endpoints import files_router as media_files_router
     from agrimarket.media.endpoints import router as photos_router
@@ -203,5 +205,6 @@ def _include_routers(app: FastAPI) -> None:
         app.include_router(router)
     # A photo larger than the limit is refused as its body arrives, before the multipart form is parsed.
     app.include_router(photos_router, max_body_size=upload_body_limit(app.state.settings))
+    app.include_router(imports_router, max_body_size=import_body_limit(app.state.settings))
     # The farmer's pages (at /, outside /api): their forms carry photos too, so the same body limit.
     app.include_router(web_router, max_body_size=upload_body_limit(app.state.settings))

@@ -83,6 +83,10 @@ class Settings(BaseSettings):
     media_public_base_url: str = ""
     media_max_upload_mb: int = Field(default=25, ge=1)
     media_max_megapixels: int = Field(default=64, ge=1)
+    # Bulk import (agrimarket.imports): the largest file taken, and up to what size a file is checked and applied
+    # while the request waits; a larger one goes to the worker, with progress on GET /api/v1/imports/{id}.
+    import_max_upload_mb: int = Field(default=50, ge=1)
+    import_inline_max_kb: int = Field(default=256, ge=0)
     # Where browsers and marketplaces reach this server (https://agrimarket.example.vn): marketplaces send sellers
     # back to <this>/api/v1/connections/callback/<channel> after they authorise a shop. Unset: http://<host>:<port>
     # in development; in production, connecting a shop by authorisation is refused until it is set.

@@ -19,13 +19,16 @@ def nfc(value: str) -> str:
 def clean_line(value: str) -> str:
     """One-line text (names, SKUs): NFC, no control characters, white space folded to single spaces."""
     value = nfc(value)
-    value = "".join(ch for ch in value if unicodedata.category(ch)[0] != "C" or ch in "\t\n")
+    if not value.isprintable():  # printable: no control or format character to drop (the common case, and fast)
+        value = "".join(ch for ch in value if unicodedata.category(ch)[0] != "C" or ch in "\t\n")
     return _SPACES.sub(" ", value).strip()
 
 
 def clean_text(value: str) -> str:
     """Multi-line text (descriptions): NFC, line breaks kept, other control characters dropped."""
     value = nfc(value).replace("\r\n", "\n").replace("\r", "\n")
+    if value.isprintable():
+        return value.strip()
     return "".join(ch for ch in value if unicodedata.category(ch)[0] != "C" or ch in "\n\t").strip()
 
 
