@@ -39,7 +39,7 @@ MOVEMENTS = cast(Table, StockMovement.__table__)
 IN_LIMIT = 500  # ids per IN (...) list: well inside SQLite's and PostgreSQL's parameter limits
 
 
-@dataclass
+@dataclass(slots=True)
 class Existing:
     """A SKU already in the catalogue, with its product and stock, as an import compares it."""
 
@@ -175,58 +175,60 @@ class ImportRepository:
     # -- the catalogue as the file's rows meet it -------------------------------------------------------------
 
     async def existing(self, keys: Sequence[tuple[uuid.UUID, str]]) -> dict[tuple[uuid.UUID, str], Existing]:
-        """The variants with these (organization, SKU) keys, with product and stock: one query per organization
-        and few hundred SKUs, each an index lookup on the (organization, SKU) key."""
-        by_organization: dict[uuid.UUID, list[str]] = {}
-        for organization_id, sku in keys:
-            by_organization.setdefault(organization_id, []).append(sku)
+        """The variants with these (organization, SKU) keys, with product and stock. One query per few hundred
+        SKUs: ``organization IN (…) AND sku IN (…)`` walks the (organization, SKU) index for each pair (a row-value
+        IN is not planned that way on SQLite), and the pairs asked for are kept."""
+        wanted = set(keys)
+        organizations = sorted({organization_id for organization_id, _ in wanted})
+        skus = sorted({sku for _, sku in wanted})
         found: dict[tuple[uuid.UUID, str], Existing] = {}
-        for organization_id, skus in by_organization.items():
-            for part in chunks(skus):
-                result = await self.session.execute(
-                    select(
-                        Variant.id,
-                        Variant.organization_id,
-                        Variant.sku,
-                        Variant.name,
-                        Variant.unit,
-                        Variant.price_vnd,
-                        Variant.weight_grams,
-                        Variant.archived_at,
-                        Product.id,
-                        Product.name,
-                        Product.category,
-                        Product.status,
-                        Product.harvest_date,
-                        Product.shelf_life_days,
-                        Product.description,
-                        func.coalesce(StockLevel.on_hand, 0),
-                        func.coalesce(StockLevel.reserved, 0),
-                    )
-                    .join(Product, Product.id == Variant.product_id)
-                    .outerjoin(StockLevel, StockLevel.variant_id == Variant.id)
-                    .where(Variant.organization_id == organization_id, Variant.sku.in_(list(part)))
+        for part in chunks(skus):
+            result = await self.session.execute(
+                select(
+                    Variant.id,
+                    Variant.organization_id,
+                    Variant.sku,
+                    Variant.name,
+                    Variant.unit,
+                    Variant.price_vnd,
+                    Variant.weight_grams,
+                    Variant.archived_at,
+                    Product.id,
+                    Product.name,
+                    Product.category,
+                    Product.status,
+                    Product.harvest_date,
+                    Product.shelf_life_days,
+                    Product.description,
+                    func.coalesce(StockLevel.on_hand, 0),
+                    func.coalesce(StockLevel.reserved, 0),
                 )
-                for row in result.all():
-                    found[(row[1], row[2])] = Existing(
-                        variant_id=row[0],
-                        organization_id=row[1],
-                        sku=row[2],
-                        variant_name=row[3],
-                        unit=row[4],
-                        price_vnd=row[5],
-                        weight_grams=row[6],
-                        archived=row[7] is not None,
-                        product_id=row[8],
-                        product_name=row[9],
-                        category=row[10],
-                        product_status=row[11],
-                        harvest_date=row[12],
-                        shelf_life_days=row[13],
-                        description=row[14],
-                        on_hand=int(row[15]),
-                        reserved=int(row[16]),
-                    )
+                .join(Product, Product.id == Variant.product_id)
+                .outerjoin(StockLevel, StockLevel.variant_id == Variant.id)
+                .where(Variant.organization_id.in_(organizations), Variant.sku.in_(list(part)))
+            )
+            for row in result.all():
+                if (row[1], row[2]) not in wanted:
+                    continue
+                found[(row[1], row[2])] = Existing(
+                    variant_id=row[0],
+                    organization_id=row[1],
+                    sku=row[2],
+                    variant_name=row[3],
+                    unit=row[4],
+                    price_vnd=row[5],
+                    weight_grams=row[6],
+                    archived=row[7] is not None,
+                    product_id=row[8],
+                    product_name=row[9],
+                    category=row[10],
+                    product_status=row[11],
+                    harvest_date=row[12],
+                    shelf_life_days=row[13],
+                    description=row[14],
+                    on_hand=int(row[15]),
+                    reserved=int(row[16]),
+                )
         return found
 
     async def products_of(
@@ -421,14 +423,14 @@ class ImportRepository:
 
     @asynccontextmanager
     async def large_cache(self) -> AsyncIterator[None]:
-        """SQLite: a 64 MiB page cache on this connection while an import writes (the default 2 MiB makes every
+        """SQLite: a 32 MiB page cache on this connection while an import writes (the default 2 MiB makes every
         index insert of a large file a trip to the disk), given back afterwards."""
         connection = await self.session.connection()
         if connection.dialect.name != "sqlite":
             yield
             return
         previous = (await connection.exec_driver_sql("PRAGMA cache_size")).scalar_one()
-        await connection.exec_driver_sql("PRAGMA cache_size=-65536")
+        await connection.exec_driver_sql("PRAGMA cache_size=-32768")
         try:
             yield
         finally:

@@ -200,7 +200,7 @@ class Households:
 # -- one pass over a file -----------------------------------------------------------------------------------------
 
 
-@dataclass
+@dataclass(slots=True)
 class ProductState:
     """A product as the file will leave it: what it has in the database (or nothing, for a new one)."""
 
