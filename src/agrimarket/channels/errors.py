@@ -15,7 +15,9 @@ from __future__ import annotations
 
 class ChannelError(Exception):
     """Base of every marketplace error. ``message`` is meant for people (the platform's own words where it gave
-    some); ``code`` is the platform's error code, for logs and tests."""
+    some); ``code`` is the platform's error code, for logs and tests. ``external_item_id``: set by a publish that
+    failed after the platform had already made the item (Tiki: a product request sent), the item's id, so the
+    engine keeps it and the next publish carries on with that item instead of making it a second time."""
 
     retryable = False
 
@@ -24,6 +26,7 @@ class ChannelError(Exception):
         self.message = message
         self.code = code
         self.status = status
+        self.external_item_id: str | None = None
 
     def __str__(self) -> str:
         return f"{self.message} [{self.code}]" if self.code else self.message

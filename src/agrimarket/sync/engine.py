@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import functools
 import time
 import uuid
@@ -47,6 +48,7 @@ from agrimarket.channels.base import (
     ImageRef,
     ListingDraft,
     PriceUpdate,
+    PublishResult,
     PublishState,
     StockUpdate,
 )
@@ -571,8 +573,19 @@ class _Run:
             harvest_date=plan.product.harvest_date,
             shelf_life_days=plan.product.shelf_life_days,
         )
+
+        async def publish(adapter: ChannelAdapter) -> PublishResult:
+            nonlocal draft
+            try:
+                return await adapter.publish(draft)
+            except ChannelError as exc:
+                if exc.external_item_id is not None:
+                    # The channel made the item before the call failed: a retry carries on with it.
+                    draft = dataclasses.replace(draft, external_item_id=exc.external_item_id)
+                raise
+
         try:
-            result = await self._call("publish", len(draft.variants), lambda adapter: adapter.publish(draft))
+            result = await self._call("publish", len(draft.variants), publish)
         except Rejected as exc:
             for row in plan.rows:
                 row.pending.discard(Action.publish)
@@ -582,16 +595,27 @@ class _Run:
                     # The platform's review refused it (Tiki: final, the request cannot be sent again): forget the
                     # request, so the next publish, after a change, sends a new one.
                     row.external_item_id = None
+                row.external_item_id = exc.external_item_id or row.external_item_id
             await self._record(plan.rows)
             self.report.rejected += 1
             return
-        except ChannelNotFound:
-            # The item was deleted on the channel: forget its ids, so the next pass creates it anew.
+        except ChannelNotFound as exc:
+            # The item was deleted on the channel: forget its ids, so the next pass creates it anew (an item this
+            # call had just made, named by the error, is kept).
             for row in plan.rows:
-                row.external_item_id = row.external_sku_id = None
+                row.external_item_id = exc.external_item_id
+                row.external_sku_id = None
                 row.state.pop("content", None)
             await self._record(plan.rows)
             return
+        except ChannelError as exc:
+            if exc.external_item_id is not None:
+                # Made on the channel before the call failed (throttled, a fault): keep its id on the rows, which
+                # stay dirty, so the next run's publish carries on with it rather than creating it again.
+                for row in plan.rows:
+                    row.external_item_id = exc.external_item_id
+                await self._record(plan.rows)
+            raise
         images_now = {**uploaded, **result.uploaded_images}
         status = ListingStatus.pending if result.state is PublishState.in_review else ListingStatus.live
         self._in_review = self._in_review or result.state is PublishState.in_review

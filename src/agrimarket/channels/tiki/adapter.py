@@ -12,7 +12,9 @@ rejection is :class:`Rejected` with Tiki's reason.
 ``external_item_id`` is the adapter's own reference to the product's requests: a comma-separated list of
 ``r<request_id>`` (a decided request; track ids expire after 30 days, request ids do not) and ``t<track_id>`` (one
 still under review). A variant added to a product already on Tiki goes out in a request of its own, once no other
-request of the product is under review.
+request of the product is under review. A publish that fails after its request went out (a throttled look, a 5xx
+while activating) names the request in the error's ``external_item_id``, which the engine keeps: Tiki refuses a
+second request for the same SKUs ("already exists"), so the next publish must look at this one.
 
 Content edits of an approved product are not re-sent: Tiki reviews them as a request of their own, whose API is
 not published (UNCONFIRMED); a republish brings price, stock and the on-sale state up to date.
@@ -58,6 +60,7 @@ from agrimarket.channels.base import (
 )
 from agrimarket.channels.errors import (
     AuthExpired,
+    ChannelError,
     ChannelNotFound,
     InvalidSignature,
     MalformedEvent,
@@ -309,18 +312,39 @@ class TikiAdapter:
         once every variant is a Tiki product, put them on sale at the draft's price and stock."""
         api = self._api()
         refs, products, pending, reasons = await self._resolve(api, _refs(draft.external_item_id))
-        uploaded: dict[str, str] = {}
         missing = [v for v in draft.variants if v.sku not in products]
-        if missing and not pending and not reasons:
-            urls, uploaded = await self._images(api, draft)
-            answer = await api.call("POST", "/integration/v2.1/requests", json=self._request_body(draft, missing, urls))
-            track_id = answer.get("track_id") if isinstance(answer, dict) else None
-            if not track_id:
-                raise Retryable("Tiki accepted the product request but gave no track id.", code="track_id")
-            # One look at once: a request Tiki decides quickly need not wait for the next check.
-            new_refs, new_products, pending, reasons = await self._resolve(api, [("t", str(track_id))])
-            refs += new_refs
+        if not missing or pending or reasons:
+            return await self._conclude(api, draft, refs, products, pending, reasons, {})
+        urls, uploaded = await self._images(api, draft)
+        answer = await api.call("POST", "/integration/v2.1/requests", json=self._request_body(draft, missing, urls))
+        track_id = answer.get("track_id") if isinstance(answer, dict) else None
+        if not track_id:
+            raise Retryable("Tiki accepted the product request but gave no track id.", code="track_id")
+        sent = [("t", str(track_id))]
+        try:
+            # One look at once: a request Tiki decides quickly (the sandbox's review_seconds=0) need not wait for
+            # the next check.
+            sent, new_products, pending, reasons = await self._resolve(api, sent)
             products.update(new_products)
+            return await self._conclude(api, draft, refs + sent, products, pending, reasons, uploaded)
+        except ChannelError as exc:
+            # The request is on Tiki now, whatever failed after it went out (a throttled look, a 5xx while putting
+            # its products on sale): the error names it, so the engine keeps it and the next publish looks at this
+            # request instead of sending the same SKUs again, which Tiki refuses ("already exists").
+            exc.external_item_id = _join(refs + sent) or None
+            raise
+
+    async def _conclude(
+        self,
+        api: TikiClient,
+        draft: ListingDraft,
+        refs: list[tuple[str, str]],
+        products: Mapping[str, Mapping[str, Any]],
+        pending: Sequence[str],
+        reasons: Sequence[str],
+        uploaded: Mapping[str, str],
+    ) -> PublishResult:
+        """The publish's answer from the requests' states: rejected, still in review, or on sale."""
         if reasons and not products:
             # Every request was rejected: final on Tiki's side, and the seller has to change something first.
             raise Rejected(f"Tiki rejected the product: {' '.join(reasons)}", code="request_rejected")
