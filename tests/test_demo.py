@@ -23,7 +23,12 @@ from tests.test_api_fuzz import _free_port, _wait_ready
 
 pytestmark = pytest.mark.slow
 
-SHOPS = {"shopee": "/sandbox/shopee/sandbox/shops/", "lazada": "/sandbox/lazada/sandbox/shops/"}
+SHOPS = {
+    "shopee": "/sandbox/shopee/sandbox/shops/1000001",
+    "lazada": "/sandbox/lazada/sandbox/shops/1000001",
+    "tiktok": "/sandbox/tiktok/sandbox/shops/7490000000001000001",
+    "tiki": "/sandbox/tiki/sandbox/shops/1000001",  # one Tiki product per variant: the same SKUs on its page
+}
 STOCK_CELL = re.compile(r'<code>([A-Z0-9-]+)</code></td><td class="n">[^<]*</td><td class="n stock">(\d+)</td>')
 
 
@@ -54,7 +59,7 @@ def demo_server(data_dir: Path, port: int) -> Iterator[str]:
 
 def shop_stock(base_url: str, channel: str) -> dict[str, int]:
     """What a person sees on the sandbox shop's page: each SKU and its stock."""
-    page = httpx.get(f"{base_url}{SHOPS[channel]}1000001", timeout=5)
+    page = httpx.get(f"{base_url}{SHOPS[channel]}", timeout=5)
     assert page.status_code == 200
     return {sku: int(stock) for sku, stock in STOCK_CELL.findall(page.text)}
 
@@ -97,7 +102,7 @@ def test_the_demo_publishes_to_both_sandboxes_follows_a_stock_change_and_survive
 
         # A buyer presses "buy 1" on the Shopee sandbox page: the signed push comes back to our webhook, the
         # order is recorded, and the Lazada shop offers one durian fewer.
-        bought = httpx.post(f"{base_url}{SHOPS['shopee']}1000001/orders", data={"seller_sku": "SR-RI6-KG"})
+        bought = httpx.post(f"{base_url}{SHOPS['shopee']}/orders", data={"seller_sku": "SR-RI6-KG"})
         assert bought.status_code in (200, 303), bought.text
         expected["SR-RI6-KG"] = 6
         eventually(shows(base_url, "lazada", expected), 10, "the sale on Shopee taken off Lazada")
@@ -109,5 +114,5 @@ def test_the_demo_publishes_to_both_sandboxes_follows_a_stock_change_and_survive
     with demo_server(tmp_path, port) as base_url:
         for channel in SHOPS:
             assert shop_stock(base_url, channel) == expected  # kept, not published a second time
-        page = httpx.get(f"{base_url}{SHOPS['shopee']}1000001").text
+        page = httpx.get(f"{base_url}{SHOPS['shopee']}").text
         assert page.count("data-item-id") == len(PRODUCTS)

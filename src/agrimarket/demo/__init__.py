@@ -1,6 +1,6 @@
-"""The embedded default as a demo: the Shopee and Lazada sandboxes mounted inside the server, and a demo cooperative
-with Vietnamese products and photos connected and published to one shop on each, so a newcomer watches listings
-appear on the sandbox shops' pages within seconds of ``make run``.
+"""The embedded default as a demo: the Shopee, Lazada, TikTok Shop and Tiki sandboxes mounted inside the server,
+and a demo cooperative with Vietnamese products and photos connected and published to one shop on each, so a
+newcomer watches listings appear on the sandbox shops' pages within seconds of ``make run``.
 
 On by default in development (``AGRIMARKET_DEMO``); never in production. The sandboxes keep their shops in
 ``<data_dir>/sandbox-<name>.json`` so a restart finds the items AgriMarket published there.
@@ -15,7 +15,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 import httpx
 from fastapi import FastAPI
@@ -27,6 +27,8 @@ from agrimarket.observability import get_logger
 from agrimarket.sandbox.core import Marketplace, SandboxConfig
 from agrimarket.sandbox.lazada import LazadaSandbox
 from agrimarket.sandbox.shopee import ShopeeSandbox
+from agrimarket.sandbox.tiki import TikiSandbox
+from agrimarket.sandbox.tiktok import TikTokSandbox
 
 log = get_logger(__name__)
 
@@ -41,11 +43,14 @@ class Sandbox(Protocol):
 
     def credentials(self, shop_id: str) -> dict[str, Any]: ...
 
-    def set_callback(self, shop_id: str, url: str | None) -> None: ...
-
     def snapshot(self) -> bytes: ...
 
     def restore(self, data: bytes) -> None: ...
+
+
+@runtime_checkable
+class Pushing(Protocol):
+    def set_callback(self, shop_id: str, url: str | None) -> None: ...
 
 
 @dataclass
@@ -63,9 +68,14 @@ def demo_shops() -> list[DemoShop]:
     config = SandboxConfig(latency_seconds=DEMO_LATENCY_SECONDS)
     shopee = ShopeeSandbox(SandboxConfig(**vars(config)))
     lazada = LazadaSandbox(SandboxConfig(**vars(config)))
+    tiktok = TikTokSandbox(SandboxConfig(**vars(config)))
+    # Tiki reviews every new product; the demo's Tiki approves at once so the listings go live within seconds.
+    tiki = TikiSandbox(SandboxConfig(**vars(config)), review_seconds=0)
     return [
         DemoShop("shopee", "/sandbox/shopee", shopee, "Nông sản Bình Phước – Shopee"),
         DemoShop("lazada", "/sandbox/lazada", lazada, "Nông sản Bình Phước – Lazada"),
+        DemoShop("tiktok", "/sandbox/tiktok", tiktok, "Nông sản Bình Phước – TikTok Shop"),
+        DemoShop("tiki", "/sandbox/tiki", tiki, "Nông sản Bình Phước – Tiki"),
     ]
 
 
@@ -80,6 +90,8 @@ CATEGORY_MAPS = {
         "coffee": "10000490",
         "honey": "10000488",
     },
+    "tiktok": {"nuts": "600011", "spices": "600012", "fruit": "600001", "coffee": "600015", "honey": "600017"},
+    "tiki": {"nuts": "8322", "spices": "8323", "fruit": "8319", "coffee": "8325", "honey": "8327"},
 }
 
 
@@ -87,7 +99,11 @@ def _shop_settings(shop: DemoShop, base: str) -> dict[str, Any]:
     if shop.channel == "shopee":
         # The sandbox does not hold us to the 5 s Shopee's guide asks between add_item and init_tier_variation.
         return {"base_url": base, "variation_delay_seconds": 0}
-    return {"api_url": f"{base}/rest", "auth_url": f"{base}/auth"}
+    if shop.channel == "lazada":
+        return {"api_url": f"{base}/rest", "auth_url": f"{base}/auth"}
+    if shop.channel == "tiktok":
+        return {"api_url": base, "auth_url": f"{base}/auth", "services_url": f"{base}/services"}
+    return {"api_url": base, "auth_url": f"{base}/sc/oauth2"}
 
 
 def shop_page(shop: DemoShop, public_url: str, shop_id: str) -> str:
@@ -115,7 +131,11 @@ def _the_shop(shop: DemoShop) -> str:
     for shop_id, found in shop.sandbox.market.shops.items():
         if found.name == shop.shop_name:
             return shop_id
-    return str(shop.sandbox.add_shop(shop.shop_name)["shop_id" if shop.channel == "shopee" else "seller_id"])
+    return _shop_id(shop.sandbox.add_shop(shop.shop_name))
+
+
+def _shop_id(credentials: dict[str, Any]) -> str:
+    return str(credentials.get("shop_id") or credentials.get("seller_id"))
 
 
 def install(app: FastAPI, settings: Settings) -> list[Any]:
@@ -145,10 +165,13 @@ def install(app: FastAPI, settings: Settings) -> list[Any]:
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=public_url) as client:
             seeded = await seed(client, to_connect)
         for shop, connect in zip(shops, to_connect, strict=True):
-            shop_id = str(connect.credentials.get("shop_id") or connect.credentials.get("seller_id"))
-            # A buyer's order on the sandbox page comes back to us as a signed push, like the real platform's.
+            shop_id = _shop_id(connect.credentials)
+            # A buyer's order on the sandbox page comes back to us as a signed push, like the real platform's
+            # (Tiki pushes nothing: its orders are pulled from its event queue).
             connection_id = seeded.connection_ids[shop.shop_name]
-            shop.sandbox.set_callback(shop_id, f"{public_url}{webhook_path(shop.channel, uuid.UUID(connection_id))}")
+            if isinstance(shop.sandbox, Pushing):
+                url = f"{public_url}{webhook_path(shop.channel, uuid.UUID(connection_id))}"
+                shop.sandbox.set_callback(shop_id, url)
             log.info("demo_shop", channel=shop.channel, page=shop_page(shop, public_url, shop_id))
         log.info("demo_login", phone=DEMO_PHONE, password=DEMO_PASSWORD, docs=f"{public_url}/docs")
 

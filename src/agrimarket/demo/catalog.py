@@ -66,7 +66,7 @@ PRODUCTS: tuple[DemoProduct, ...] = (
         shelf_life_days=180,
     ),
     DemoProduct(
-        name="Tiêu đen Lộc Ninh",
+        name="Tiêu đen Lộc Ninh hạt to phơi nắng",
         category="spices",
         description="Tiêu đen hạt to, phơi nắng, không tẩm màu.",
         look="pepper",
@@ -77,7 +77,7 @@ PRODUCTS: tuple[DemoProduct, ...] = (
         shelf_life_days=365,
     ),
     DemoProduct(
-        name="Sầu riêng Ri6 Bù Đốp",
+        name="Sầu riêng Ri6 Bù Đốp chín cây",
         category="fruit",
         description="Sầu riêng Ri6 chín cây, cơm vàng, hạt lép. Giao trong ngày thu hoạch.",
         look="durian",
@@ -85,7 +85,7 @@ PRODUCTS: tuple[DemoProduct, ...] = (
         shelf_life_days=4,
     ),
     DemoProduct(
-        name="Cà phê Robusta rang mộc",
+        name="Cà phê Robusta rang mộc Bình Phước",
         category="coffee",
         description="Robusta Bình Phước rang mộc, không pha trộn, xay theo yêu cầu.",
         look="coffee",
@@ -96,7 +96,7 @@ PRODUCTS: tuple[DemoProduct, ...] = (
         shelf_life_days=270,
     ),
     DemoProduct(
-        name="Mật ong hoa cà phê",
+        name="Mật ong hoa cà phê nguyên chất",
         category="honey",
         description="Mật ong nguyên chất từ vườn cà phê mùa hoa, chai thủy tinh.",
         look="honey",
