@@ -20,6 +20,7 @@ from agrimarket.accounts.service import AccountService, Principal
 from agrimarket.channels.base import ChannelAdapter, Feature, Shipment
 from agrimarket.channels.endpoints import ChannelsDep
 from agrimarket.channels.errors import AuthExpired, ChannelError, ChannelNotFound, Rejected, Retryable
+from agrimarket.channels.registry import ChannelRegistry
 from agrimarket.channels.shop import ShopClient
 from agrimarket.db import transaction
 from agrimarket.deps import PrincipalDep, SessionDep, SettingsDep, get_optional_principal, get_principal
@@ -147,13 +148,13 @@ async def get_order(order_id: uuid.UUID, principal: PrincipalDep, orders: OrderS
 async def _fulfil(
     request: Request,
     principal: Principal,
-    registry: ChannelsDep,
+    registry: ChannelRegistry,
     order_id: uuid.UUID,
     *,
     target: OrderStatus,
     call: Callable[[ChannelAdapter, str], Awaitable[None]],
     tracking_number: str | None = None,
-) -> schemas.OrderDetailOut:
+) -> OrderView:
     settings = request.app.state.settings
     reading: async_sessionmaker[AsyncSession] = request.app.state.read_sessionmaker
     writing: async_sessionmaker[AsyncSession] = request.app.state.sessionmaker
@@ -161,7 +162,7 @@ async def _fulfil(
         service = order_service(session)
         order = await service.order_in_reach(principal.access, order_id, Role.member)
         if order.status == target or (target is OrderStatus.shipped and order.status in SOLD):
-            return detail_out(await service.view_of(order))  # done already: a retried request changes nothing
+            return await service.view_of(order)  # done already: a retried request changes nothing
         _check_move(order, target)
         connection = await service.connection_of(order)
     plugin = registry.get(connection.channel)
@@ -183,7 +184,7 @@ async def _fulfil(
         service = order_service(session)
         await service.advance(order.id, target, tracking_number=tracking_number)
         refreshed = await service.order_in_reach(principal.access, order.id, Role.member)
-        return detail_out(await service.view_of(refreshed))
+        return await service.view_of(refreshed)
 
 
 def _check_move(order: Order, target: OrderStatus) -> None:
@@ -205,6 +206,42 @@ def _refusal(exc: ChannelError, channel: str) -> Exception:
     return Invalid(f"{channel} refused: {exc.message}")
 
 
+async def ship(
+    request: Request,
+    principal: Principal,
+    registry: ChannelRegistry,
+    order_id: uuid.UUID,
+    *,
+    tracking_number: str | None = None,
+    carrier: str | None = None,
+) -> OrderView:
+    """Arrange shipment on the marketplace, then record it (the API's and the web app's ship)."""
+    shipment = Shipment(tracking_number=tracking_number, carrier=carrier)
+    return await _fulfil(
+        request,
+        principal,
+        registry,
+        order_id,
+        target=OrderStatus.shipped,
+        call=lambda adapter, external_id: adapter.ship(external_id, shipment),
+        tracking_number=tracking_number,
+    )
+
+
+async def cancel(
+    request: Request, principal: Principal, registry: ChannelRegistry, order_id: uuid.UUID, *, reason: str
+) -> OrderView:
+    """Cancel on the marketplace, then record it (the API's and the web app's cancel)."""
+    return await _fulfil(
+        request,
+        principal,
+        registry,
+        order_id,
+        target=OrderStatus.cancelled,
+        call=lambda adapter, external_id: adapter.cancel(external_id, reason),
+    )
+
+
 @router.post("/orders/{order_id}/ship")
 async def ship_order(
     order_id: uuid.UUID,
@@ -214,16 +251,10 @@ async def ship_order(
     registry: ChannelsDep,
 ) -> schemas.OrderDetailOut:
     """Arrange shipment on the marketplace; the order is then `shipped` and its stock leaves for good."""
-    shipment = Shipment(tracking_number=body.tracking_number, carrier=body.carrier)
-    return await _fulfil(
-        request,
-        principal,
-        registry,
-        order_id,
-        target=OrderStatus.shipped,
-        call=lambda adapter, external_id: adapter.ship(external_id, shipment),
-        tracking_number=body.tracking_number,
+    view = await ship(
+        request, principal, registry, order_id, tracking_number=body.tracking_number, carrier=body.carrier
     )
+    return detail_out(view)
 
 
 @router.post("/orders/{order_id}/cancel")
@@ -235,11 +266,4 @@ async def cancel_order(
     registry: ChannelsDep,
 ) -> schemas.OrderDetailOut:
     """Cancel the order on the marketplace; the order is then `cancelled` and its held stock is free again."""
-    return await _fulfil(
-        request,
-        principal,
-        registry,
-        order_id,
-        target=OrderStatus.cancelled,
-        call=lambda adapter, external_id: adapter.cancel(external_id, body.reason),
-    )
+    return detail_out(await cancel(request, principal, registry, order_id, reason=body.reason))

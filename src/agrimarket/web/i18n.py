@@ -16,13 +16,14 @@ from __future__ import annotations
 
 import io
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta, timezone
 from functools import cache
 from pathlib import Path
 from typing import Any, Literal
 
 from babel import Locale
 from babel.dates import format_date as babel_format_date
+from babel.dates import format_time as babel_format_time
 from babel.messages.catalog import Catalog
 from babel.messages.extract import extract_from_dir
 from babel.messages.mofile import write_mo
@@ -35,6 +36,7 @@ LocaleCode = Literal["vi", "en"]
 LOCALES: tuple[LocaleCode, ...] = ("vi", "en")
 DEFAULT_LOCALE: LocaleCode = "vi"
 LANG_COOKIE = "agrimarket_lang"
+VIETNAM = timezone(timedelta(hours=7))  # orders are shown in Vietnam time (no daylight saving)
 DOMAIN = "messages"
 LOCALE_DIR = Path(__file__).resolve().parents[1] / "locale"
 WEB_DIR = Path(__file__).resolve().parent
@@ -92,6 +94,11 @@ class Translator:
 
     def date(self, value: date | None) -> str:
         return babel_format_date(value, "medium", locale=self.locale) if value is not None else ""
+
+    def when(self, value: datetime) -> str:
+        """An order's moment in Vietnam time: ``14:05 · 2 thg 12, 2026`` (the hour first: today's orders)."""
+        local = value.replace(tzinfo=value.tzinfo or UTC).astimezone(VIETNAM)
+        return f"{babel_format_time(local, 'short', locale=self.locale)} · {self.date(local.date())}"
 
     @property
     def language_name(self) -> str:

@@ -13,7 +13,7 @@ import secrets
 import uuid
 from collections import OrderedDict
 from dataclasses import dataclass
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
 from urllib.parse import urlencode
 
@@ -26,6 +26,7 @@ from agrimarket.accounts.service import AccountService, Principal
 from agrimarket.catalog.endpoints import CatalogServiceDep
 from agrimarket.catalog.schemas import ProductCreate, ProductUpdate, VariantIn, VariantUpdate
 from agrimarket.catalog.service import ProductFilters, ProductView
+from agrimarket.channels.endpoints import ChannelsDep
 from agrimarket.config import Settings
 from agrimarket.deps import AccountServiceDep, SessionDep, SettingsDep
 from agrimarket.errors import AgriMarketError, Conflict, Invalid, NotAuthenticated, NotFound, PayloadTooLarge
@@ -38,6 +39,8 @@ from agrimarket.media.pipeline import read_capped
 from agrimarket.media.repository import MediaRepository
 from agrimarket.media.service import MediaService, Photo
 from agrimarket.models import Category, MovementKind, Organization, Role, StockLevel, Unit, User, Variant
+from agrimarket.orders.endpoints import OrderServiceDep
+from agrimarket.orders.service import SOLD, TERMINAL, OrderFilters, day_start
 from agrimarket.web import labels
 from agrimarket.web.forms import (
     CheckedForm,
@@ -51,7 +54,7 @@ from agrimarket.web.forms import (
     text,
     upload,
 )
-from agrimarket.web.i18n import LANG_COOKIE, LOCALES, Translator, translator
+from agrimarket.web.i18n import LANG_COOKIE, LOCALES, VIETNAM, Translator, translator
 from agrimarket.web.pages import (
     STATIC_PATH,
     PagePrincipal,
@@ -73,6 +76,7 @@ PAGE_SIZE = 20
 # once it holds this many variant rows, and a product shows at most PRODUCT_ROWS of its own (the rest: edit page).
 PAGE_ROWS = 36
 PRODUCT_ROWS = 8
+HOME_ORDERS = 10  # today's orders and open oversold ones shown on the home page (the rest: the orders page)
 LOW_STOCK = 5  # available at or below this is shown as a warning on the home page
 LANG_COOKIE_DAYS = 365
 _ROLE_ORDER = {Role.owner: 0, Role.admin: 1, Role.member: 2}
@@ -299,9 +303,20 @@ async def home(
     accounts: AccountServiceDep,
     inventory: InventoryServiceDep,
     session: SessionDep,
+    orders: OrderServiceDep,
+    registry: ChannelsDep,
     org: str | None = None,
 ) -> Response:
     organization, organizations = await _current_organization(accounts, principal, org)
+    today, more_today = await orders.search(
+        principal.access,
+        organization.id,
+        OrderFilters(placed_from=day_start(datetime.now(VIETNAM).date())),
+        None,
+        HOME_ORDERS,
+    )
+    oversold, _ = await orders.search(principal.access, organization.id, OrderFilters(oversold=True), None, 50)
+    oversold = [r for r in oversold if r.order.status not in SOLD and r.order.status not in TERMINAL]
     low, more = await inventory.levels(
         principal.access,
         organization.id,
@@ -321,6 +336,13 @@ async def home(
             "low_stock": low,
             "more_low_stock": more is not None,
             "low_limit": LOW_STOCK,
+            "today": today,
+            "more_today": more_today is not None,
+            "oversold": oversold[:HOME_ORDERS],
+            "statuses": labels.ORDER_STATUSES,
+            "shop": lambda channel: (
+                registry.plugins[channel].capabilities.display_name if channel in registry else channel
+            ),
         },
         principal=principal,
     )
@@ -909,3 +931,9 @@ async def add_photo(
         status_code=422,
         principal=principal,
     )
+
+
+# -- the other pages, on this router (their modules use the helpers above) ------------------------------------------
+
+from agrimarket.web import orders as _orders  # noqa: E402, F401
+from agrimarket.web import shops as _shops  # noqa: E402, F401
