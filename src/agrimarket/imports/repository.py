@@ -274,20 +274,29 @@ class ImportRepository:
             found.update({variant_id: (on_hand, reserved) for variant_id, on_hand, reserved in result.all()})
         return found
 
-    async def stock_on_sale(self, organization_id: uuid.UUID) -> list[tuple[uuid.UUID, str]]:
-        """``variant, SKU`` of every variant on sale in the organization with stock not held for orders."""
+    async def stock_on_sale(self, organization_ids: Sequence[uuid.UUID]) -> list[tuple[uuid.UUID, uuid.UUID, str]]:
+        """``variant, organization, SKU`` of every variant on sale in these organizations with stock not held for
+        orders."""
         result = await self.session.execute(
-            select(Variant.id, Variant.sku)
+            select(StockLevel.variant_id, StockLevel.organization_id, Variant.sku)
+            .join(Variant, Variant.id == StockLevel.variant_id)
             .join(Product, Product.id == Variant.product_id)
-            .join(StockLevel, StockLevel.variant_id == Variant.id)
             .where(
-                Variant.organization_id == organization_id,
+                StockLevel.organization_id.in_(list(organization_ids)),
+                StockLevel.on_hand > StockLevel.reserved,
                 Variant.archived_at.is_(None),
                 Product.status == ProductStatus.active,
-                StockLevel.on_hand > StockLevel.reserved,
             )
         )
-        return [(variant_id, sku) for variant_id, sku in result.all()]
+        return [(variant_id, org_id, sku) for variant_id, org_id, sku in result.all()]
+
+    async def refresh_statistics(self) -> None:
+        """PostgreSQL plans from table statistics, which a bulk insert leaves stale (the planner would take
+        100,000 fresh rows for an empty table): ``ANALYZE`` the catalogue tables, as after any bulk load."""
+        connection = await self.session.connection()
+        if connection.dialect.name == "postgresql":
+            for table in (PRODUCTS, VARIANTS, LEVELS):
+                await connection.exec_driver_sql(f"ANALYZE {connection.dialect.identifier_preparer.quote(table.name)}")
 
     async def variants_of(self, product_ids: Sequence[uuid.UUID]) -> list[tuple[uuid.UUID, uuid.UUID, str, str]]:
         """``product, variant, name, SKU`` of every variant of these products."""

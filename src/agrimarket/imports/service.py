@@ -56,6 +56,7 @@ from agrimarket.models import (
 )
 
 CHUNK_ROWS = 1000
+STATISTICS_AFTER = 20_000  # new SKUs after which PostgreSQL's planner statistics are refreshed
 
 
 @functools.lru_cache(maxsize=65536)
@@ -257,6 +258,7 @@ class ImportPass:
         self.search_refresh: set[uuid.UUID] = set()
         self.now = utcnow()
         self.reference = f"import:{job.id}"
+        self._analysed_at = 0
 
     # -- the loop -------------------------------------------------------------------------------------------------
 
@@ -658,6 +660,11 @@ class ImportPass:
         await self.repo.update_variants(writes.variant_updates, self.now)
         await self.repo.update_levels(writes.level_updates, self.now)
         await self.repo.insert_movements(writes.movements)
+        if self.tally.created - self._analysed_at >= STATISTICS_AFTER:
+            # The catalogue grew by this much within this transaction: the next chunks' lookups need a plan
+            # that knows it (PostgreSQL; a no-op elsewhere).
+            await self.repo.refresh_statistics()
+            self._analysed_at = self.tally.created
 
     # -- after the last row -----------------------------------------------------------------------------------
 
@@ -687,12 +694,13 @@ class ImportPass:
         scope = sorted(org for org in self.tally.households)
         if not scope:
             return
+        if self.write and self.tally.created > self._analysed_at:
+            await self.repo.refresh_statistics()
         to_zero: list[tuple[uuid.UUID, uuid.UUID]] = []
-        for org_id in scope:
-            for variant_id, sku in await self.repo.stock_on_sale(org_id):
-                if (org_id, sku) not in self.seen:
-                    self.tally.missing += 1
-                    to_zero.append((variant_id, org_id))
+        for variant_id, org_id, sku in await self.repo.stock_on_sale(scope):
+            if (org_id, sku) not in self.seen:
+                self.tally.missing += 1
+                to_zero.append((variant_id, org_id))
         if not (self.write and self.zero_missing and not self.failed and to_zero):
             return
         for start in range(0, len(to_zero), CHUNK_ROWS):
