@@ -137,8 +137,10 @@ def create_app(settings: Settings | None = None, *, companions: list[Companion] 
     _include_routers(app)
     if settings.demo_enabled:
         from agrimarket import demo
+        from agrimarket.payments import demo as storefront_demo
 
         companion_factories.extend(demo.install(app, settings))
+        companion_factories.extend(storefront_demo.install(app, settings))
     companion_factories.append(_in_process_worker)
     # Added last, so it is the outermost middleware: its request id and timing cover every other one.
     app.add_middleware(ObservabilityMiddleware)
@@ -187,6 +189,9 @@ def _include_routers(app: FastAPI) -> None:
     from agrimarket.media.endpoints import router as photos_router
     from agrimarket.media.endpoints import upload_body_limit
     from agrimarket.orders.endpoints import router as orders_router
+    from agrimarket.payments import gateway as payments_gateway
+    from agrimarket.payments.endpoints import router as storefront_router
+    from agrimarket.payments.endpoints import webhook_router as stripe_webhook_router
     from agrimarket.web.routes import router as web_router
     from agrimarket.webhooks.endpoints import router as webhooks_router
     from agrimarket.worker.endpoints import router as jobs_router
@@ -200,9 +205,13 @@ def _include_routers(app: FastAPI) -> None:
         channels_router,
         media_files_router,
         orders_router,
+        stripe_webhook_router,
         webhooks_router,
+        storefront_router,
     ):
         app.include_router(router)
+    # The storefront channel's adapter (a refund on cancel) is built without settings: these are in force.
+    payments_gateway.configure(app.state.settings)
     # A photo larger than the limit is refused as its body arrives, before the multipart form is parsed.
     app.include_router(photos_router, max_body_size=upload_body_limit(app.state.settings))
     app.include_router(imports_router, max_body_size=import_body_limit(app.state.settings))

@@ -20,6 +20,13 @@ class Environment(StrEnum):
     production = "production"
 
 
+class OversoldPolicy(StrEnum):
+    """What a paid storefront checkout gets when its stock sold meanwhile on another channel."""
+
+    refund = "refund"  # the payment is refunded through Stripe and the order cancelled
+    keep = "keep"  # the order is kept, flagged oversold: the farmer finds the goods or refunds by hand
+
+
 class ConfigurationError(RuntimeError):
     """The service cannot start with the settings it was given."""
 
@@ -97,8 +104,18 @@ class Settings(BaseSettings):
     # The Shopee and Lazada sandboxes mounted under /sandbox/…, with a demo cooperative published to them.
     # Unset: on in development, off otherwise. Never on in production.
     demo: bool | None = None
+    # Direct sales (agrimarket.payments): the storefront's card payments through Stripe Checkout, in VND. With no
+    # secret key, the demo's storefront runs against a local fake of the Stripe API (/sandbox/stripe, TEST MODE);
+    # without the demo, storefront pages show no checkout.
+    stripe_secret_key: SecretStr | None = None
+    stripe_webhook_secret: SecretStr | None = None  # the whsec_… of the endpoint <public URL>/webhooks/stripe
+    stripe_api_base: str = ""  # empty: https://api.stripe.com
+    stripe_timeout_seconds: float = Field(default=20.0, gt=0)
+    # How long a checkout holds its stock (Stripe allows 30 minutes to 24 hours).
+    storefront_checkout_minutes: int = Field(default=31, ge=30, le=1440)
+    storefront_oversold_policy: OversoldPolicy = OversoldPolicy.refund
 
-    @field_validator("public_base_url", "connect_done_url")
+    @field_validator("public_base_url", "connect_done_url", "stripe_api_base")
     @classmethod
     def _absolute_url(cls, value: str) -> str:
         value = value.strip()

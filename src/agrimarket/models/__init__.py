@@ -30,6 +30,7 @@ from agrimarket.models.imports import ImportJob, ImportRowError, ImportStatus
 from agrimarket.models.inventory import MovementKind, StockLevel, StockMovement
 from agrimarket.models.media import MediaAsset, Rendition
 from agrimarket.models.orders import Order, OrderLine, OrderStatus
+from agrimarket.models.payments import CheckoutState, HoldState, StorefrontCheckout, StorefrontCheckoutLine
 from agrimarket.models.work import InboundEvent, Job, JobStatus
 
 __all__ = [
@@ -39,7 +40,9 @@ __all__ = [
     "Certification",
     "CertificationKind",
     "ChannelConnection",
+    "CheckoutState",
     "ConnectionStatus",
+    "HoldState",
     "ImportJob",
     "ImportRowError",
     "ImportStatus",
@@ -62,6 +65,8 @@ __all__ = [
     "Role",
     "StockLevel",
     "StockMovement",
+    "StorefrontCheckout",
+    "StorefrontCheckoutLine",
     "Unit",
     "UsedConnectState",
     "User",

@@ -37,6 +37,7 @@ from agrimarket.kit.pagination import Cursor
 from agrimarket.models import ChannelConnection, Order, OrderLine, OrderStatus, Role, utcnow
 from agrimarket.observability import get_logger
 from agrimarket.orders.repository import OrderRepository
+from agrimarket.payments.holds import make_room
 
 log = get_logger(__name__)
 
@@ -297,6 +298,10 @@ class OrderService:
         ref = reference(order.id, line.id, effect)
         reason = f"Order {order.external_id}"
         change: StockChange
+        if effect in (Effect.reserve, Effect.sale):
+            # Stock an open storefront checkout holds gives way to an order (agrimarket.payments.holds).
+            needed = line.quantity - (line.reserved_quantity if effect is Effect.sale else 0)
+            await make_room(self.repo.session, self.inventory, variant_id, needed, ref)
         if effect is Effect.reserve:
             change = await self.inventory.reserve(variant_id, line.quantity, reference=ref, reason=reason)
             line.reserved_quantity = change.applied
