@@ -93,7 +93,12 @@ async def test_an_order_shows_on_home_and_the_list_and_ships_from_its_page(
     assert shop.sku in detail.text
     assert "Giữ từ kho" in detail.text
     assert not parse(detail.text).unlabelled()
-    assert len(detail.content) + len((await committing_client.get("/static/app.css")).content) < PAGE_BUDGET
+    css = len((await committing_client.get("/static/app.css")).content)
+    for path in ("/", "/orders", f"/orders/{order_id}", f"/products/{next(iter(shop.farm.products))}/shops"):
+        page = await committing_client.get(path)
+        assert len(page.content) + css <= PAGE_BUDGET, path
+        assert parse(page.text).lang == "vi", path
+        assert not parse(page.text).unlabelled(), path
 
     shipped = await post_form(
         committing_client, f"/orders/{order_id}/ship", {"tracking_number": "VN123"}, page=f"/orders/{order_id}"

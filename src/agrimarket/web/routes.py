@@ -935,5 +935,6 @@ async def add_photo(
 
 # -- the other pages, on this router (their modules use the helpers above) ------------------------------------------
 
+from agrimarket.web import cooperative as _cooperative  # noqa: E402, F401
 from agrimarket.web import orders as _orders  # noqa: E402, F401
 from agrimarket.web import shops as _shops  # noqa: E402, F401

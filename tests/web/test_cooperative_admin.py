@@ -1,0 +1,111 @@
+"""The cooperative's pages: member households (added by the representative's phone, each with its products and
+orders), and the bulk upload (preview with errors by line and column, apply, the error report); tenancy."""
+
+from __future__ import annotations
+
+import io
+
+import httpx
+
+from tests.web.helpers import csrf, parse, post_form, register
+
+PAGE_BUDGET = 50 * 1024
+HEADER = "Hộ sản xuất,Mã SKU,Tên sản phẩm,Quy cách,Danh mục,Đơn vị,Giá bán,Tồn kho,Khối lượng (g)\n"
+
+
+async def _weight(client: httpx.AsyncClient, html: str) -> int:
+    page = parse(html)
+    total = len(html.encode())
+    for url in page.stylesheets + page.scripts:
+        total += len((await client.get(url)).content)
+    return total
+
+
+async def test_a_cooperative_adds_a_member_household_by_phone_and_sees_its_products(client: httpx.AsyncClient) -> None:
+    member = await register(client, name="Hộ Lê Văn Cường")
+    client.cookies.clear()
+    coop = await register(client, name="HTX Nông sản Xanh", kind="cooperative")
+
+    page = await client.get(f"/members?org={coop.organization_id}")
+    assert page.status_code == 200
+    assert not parse(page.text).unlabelled()
+    assert parse(page.text).lang == "vi"
+    assert await _weight(client, page.text) <= PAGE_BUDGET
+    assert 'href="/members?org=' in (await client.get("/")).text
+
+    unknown = await post_form(
+        client,
+        "/members",
+        {"org": coop.organization_id, "name": "Hộ chưa đăng ký", "phone": "0987000111"},
+        page="/members",
+    )
+    assert unknown.status_code == 422
+    assert "chưa đăng ký" in unknown.text
+
+    added = await post_form(
+        client,
+        "/members",
+        {"org": coop.organization_id, "name": "Hộ Cường", "phone": member.phone, "member_code": "HTX-001"},
+        page="/members",
+    )
+    assert added.status_code == 303, added.text
+    listed = (await client.get(added.headers["location"])).text
+    assert "Hộ Cường" in listed
+    assert "HTX-001" in listed
+
+    no_token = await client.post(
+        "/members",
+        data={"org": coop.organization_id, "name": "X", "phone": member.phone},
+        headers={"Sec-Fetch-Site": "same-origin"},
+    )
+    assert no_token.status_code == 403
+
+
+async def test_members_of_another_cooperative_or_a_household_are_a_404(client: httpx.AsyncClient) -> None:
+    coop = await register(client, name="HTX A", kind="cooperative")
+    client.cookies.clear()
+    household = await register(client, name="Hộ B")
+    assert (await client.get("/members")).status_code == 404
+    assert (await client.get(f"/members?org={coop.organization_id}")).status_code == 404
+    refused = await post_form(
+        client, "/members", {"org": coop.organization_id, "name": "X", "phone": household.phone}, page="/"
+    )
+    assert refused.status_code == 404
+
+
+async def test_a_product_file_is_previewed_with_its_errors_then_applied(client: httpx.AsyncClient) -> None:
+    user = await register(client, name="Hộ Trần Văn Dũng")
+    form = await client.get(f"/imports/new?org={user.organization_id}")
+    assert form.status_code == 200
+    assert not parse(form.text).unlabelled()
+    assert await _weight(client, form.text) <= PAGE_BUDGET
+    body = HEADER + ",SR-1KG,Sầu riêng,Hộp 1 kg,Trái cây,hộp,120000,25,1200\n,DIEU-1,Hạt điều,Túi,Hạt,túi,abc,5,500\n"
+    uploaded = await client.post(
+        "/imports",
+        data={"csrf_token": csrf(form.text), "org": user.organization_id},
+        files={"file": ("san-pham.csv", io.BytesIO(body.encode()), "text/csv")},
+        headers={"Sec-Fetch-Site": "same-origin"},
+    )
+    assert uploaded.status_code == 303, uploaded.text
+    preview = await client.get(uploaded.headers["location"])
+    assert preview.status_code == 200
+    assert "<td>3</td><td>Giá bán</td>" in preview.text  # line 3, the price column
+    assert "/errors.csv" in preview.text
+    assert 'value="valid_rows"' in preview.text
+    assert await _weight(client, preview.text) <= PAGE_BUDGET
+    report = await client.get(f"/api/v1/imports/{uploaded.headers['location'].rsplit('/', 1)[1]}/errors.csv")
+    assert report.status_code == 200
+
+    applied = await post_form(
+        client, uploaded.headers["location"] + "/apply", {"mode": "valid_rows"}, page=uploaded.headers["location"]
+    )
+    assert applied.status_code == 303, applied.text
+    done = (await client.get(applied.headers["location"])).text
+    assert "Đã lưu" in done
+    assert "Sầu riêng" in (await client.get("/products")).text
+
+    client.cookies.clear()
+    await register(client, name="Hộ khác")
+    assert (await client.get(uploaded.headers["location"])).status_code == 404
+    refused = await post_form(client, uploaded.headers["location"] + "/apply", {"mode": "valid_rows"}, page="/")
+    assert refused.status_code == 404
