@@ -446,3 +446,20 @@ async def test_imports_are_listed_newest_first(client: httpx.AsyncClient) -> Non
     )
     assert [i["id"] for i in rest.json()["items"]] == ids[:1]
     assert new_phone()  # keeps the factories' numbering moving for the other tests
+
+
+async def test_the_rows_of_one_product_must_agree_on_its_fields(client: httpx.AsyncClient) -> None:
+    account = await register(client)
+    rows = [
+        _row("P-1", "Bưởi da xanh", category="Trái cây"),
+        _row("P-2", "Bưởi da xanh", category="Rau củ"),
+        _row("P-3", "BƯỞI DA XANH", category="Trái cây"),
+    ]
+    preview = await _previewed(client, account, csv_text(rows).encode())
+    assert (preview["created_count"], preview["error_rows"]) == (2, 1)
+    (error,) = preview["errors"]
+    assert (error["line"], error["column"], error["code"]) == (3, "Danh mục", "product_conflict")
+    assert "Line 2" in error["message"]
+    await apply(client, account.headers, preview["id"], mode="valid_rows")
+    (product,) = await _catalogue(client, account)
+    assert [v[0] for v in product["variants"]] == ["P-1", "P-3"]  # one product, whatever the capitals

@@ -432,14 +432,14 @@ class ImportRepository:
 
     @asynccontextmanager
     async def large_cache(self) -> AsyncIterator[None]:
-        """SQLite: a 32 MiB page cache on this connection while an import writes (the default 2 MiB makes every
+        """SQLite: a 16 MiB page cache on this connection while an import writes (the default 2 MiB makes every
         index insert of a large file a trip to the disk), given back afterwards."""
         connection = await self.session.connection()
         if connection.dialect.name != "sqlite":
             yield
             return
         previous = (await connection.exec_driver_sql("PRAGMA cache_size")).scalar_one()
-        await connection.exec_driver_sql("PRAGMA cache_size=-32768")
+        await connection.exec_driver_sql("PRAGMA cache_size=-16384")
         try:
             yield
         finally:

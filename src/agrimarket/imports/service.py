@@ -216,7 +216,7 @@ class ProductState:
     next_position: int | None = None  # known once a new variant joins it
     inserted: bool = False  # a new product: written (or, in a preview, counted) with its first valid SKU
     claimed_by: int | None = None  # the first line that set the product's fields
-    claimed: dict[str, Any] = field(default_factory=dict)
+    claimed: int = 0  # which fields that line gave (bits in _PRODUCT_FIELDS order); their values are the product's
 
 
 _PRODUCT_FIELDS = ("name", "category", "harvest_date", "shelf_life_days", "description")
@@ -492,7 +492,7 @@ class ImportPass:
             products[key] = product
             self.products[product.id] = product
             product.claimed_by = row.line
-            product.claimed = _given(row)
+            product.claimed = _given_bits(row)
         else:
             conflict = self._claim(product, row)
             if conflict is not None:
@@ -585,19 +585,18 @@ class ImportPass:
         given = _given(row)
         if product.claimed_by is None:
             product.claimed_by = row.line
-            product.claimed = given
+            product.claimed = _given_bits(row)
             return None
-        for name, value in given.items():
-            if (
-                name in product.claimed
-                and product.claimed[name] != value
-                and not (name == "name" and fold(value) == fold(product.claimed[name]))
-            ):
+        for bit, name in enumerate(_PRODUCT_FIELDS):
+            if name not in given or not product.claimed & (1 << bit):
+                continue
+            value, first = given[name], getattr(product, name)
+            if first != value and not (name == "name" and fold(value) == fold(first)):
                 return RowError(
                     row.line,
                     column_name(name, self.headers),
                     as_text(value),
-                    f"Line {product.claimed_by} gives this product “{as_text(product.claimed[name])}”. "
+                    f"Line {product.claimed_by} gives this product “{as_text(first)}”. "
                     "The rows of one product must agree on its name, category, harvest date, shelf life and "
                     "description.",
                     "product_conflict",
@@ -741,6 +740,10 @@ def _given(row: ValidRow) -> dict[str, Any]:
         if value is not None:
             given[name] = value
     return given
+
+
+def _given_bits(row: ValidRow) -> int:
+    return sum(1 << bit for bit, name in enumerate(_PRODUCT_FIELDS) if name == "name" or getattr(row, name) is not None)
 
 
 def _product_values(product: ProductState) -> dict[str, Any]:
