@@ -3,7 +3,11 @@
 
 from __future__ import annotations
 
+import asyncio
+import itertools
+import uuid
 from collections.abc import AsyncIterator
+from datetime import timedelta
 
 import pytest
 from sqlalchemy import select
@@ -11,10 +15,13 @@ from sqlalchemy import select
 from agrimarket.channels.registry import load
 from agrimarket.config import Settings
 from agrimarket.db import transaction
-from agrimarket.models import InboundEvent, Order, OrderStatus
-from agrimarket.orders.inbox import InboxDrainer
+from agrimarket.media.storage import storage_for
+from agrimarket.models import InboundEvent, Job, JobStatus, Order, OrderStatus, utcnow
+from agrimarket.orders.inbox import DRAIN_KIND, InboxDrainer, drain_running_key
+from agrimarket.orders.tasks import drain_inbox
 from agrimarket.sandbox.core import Fault
-from agrimarket.worker import RetryLater
+from agrimarket.sync.runtime import SyncRuntime, use_runtime
+from agrimarket.worker import JobContext, RetryLater
 from tests.orders.sandbox import Shop, open_shop, push
 from tests.orders.support import Db, level
 from tests.sync.support import dirty, listings
@@ -145,3 +152,95 @@ async def test_a_stock_push_marks_the_shops_listings_dirty_so_our_quantity_is_pu
     assert report.remote_calls == 0
     assert len(dirty(await listings(db, shop.connection.id))) == 1
     assert all(e.handled_at is not None for e in await _events(db))
+
+
+async def _running_drain_job(db: Db, settings: Settings, shop: Shop, worker_id: str) -> JobContext:
+    """A drain job as a worker has just claimed it, and the context its handler gets."""
+    job = Job(
+        id=uuid.uuid4(),
+        kind=DRAIN_KIND,
+        payload={"connection_id": str(shop.connection.id)},
+        status=JobStatus.running,
+        organization_id=shop.connection.organization_id,
+        dedupe_while_running=False,
+        attempts=1,
+        locked_by=worker_id,
+        lease_expires_at=utcnow() + timedelta(minutes=1),
+        run_at=utcnow(),
+    )
+    async with transaction(db) as session:
+        session.add(job)
+    return JobContext(
+        job_id=job.id,
+        kind=DRAIN_KIND,
+        attempt=1,
+        max_attempts=10,
+        organization_id=shop.connection.organization_id,
+        worker_id=worker_id,
+        settings=settings,
+        sessionmaker=db,
+    )
+
+
+async def _drain_holder(db: Db, shop: Shop) -> uuid.UUID | None:
+    async with transaction(db) as session:
+        return await session.scalar(select(Job.id).where(Job.dedupe_key == drain_running_key(shop.connection.id)))
+
+
+async def _finish(db: Db, ctx: JobContext) -> None:
+    """What the runner writes when the handler returns."""
+    async with transaction(db) as session:
+        job = await session.get(Job, ctx.job_id)
+        assert job is not None
+        job.status, job.dedupe_key, job.finished_at = JobStatus.done, None, utcnow()
+
+
+async def test_two_drains_of_one_shop_at_once_fetch_every_order_once_and_lose_none(
+    db: Db, worker_settings: Settings, shop: Shop
+) -> None:
+    placed = [await shop.place_order(1) for _ in range(6)]
+    for order_id in placed[:4]:
+        await push(db, shop, order_id)
+    shop.world.sandbox.market.config.latency_seconds = 0.3  # the first drain is mid-fetch when the second starts
+    first = await _running_drain_job(db, worker_settings, shop, "w1")
+    second = await _running_drain_job(db, worker_settings, shop, "w2")
+    payload = {"connection_id": str(shop.connection.id)}
+    op = GET_ORDERS[shop.world.channel]
+    runtime = SyncRuntime(
+        channels=load(),
+        http=shop.http,
+        storage=storage_for(worker_settings.media_storage_url, worker_settings.data_dir),
+    )
+    with use_runtime(runtime):
+        running = asyncio.create_task(drain_inbox(first, payload))
+        while (holder := await _drain_holder(db, shop)) is None and not running.done():  # noqa: ASYNC110
+            await asyncio.sleep(0.002)
+        assert holder == first.job_id
+        # Two more orders come in while the first drain runs; the second drain starts meanwhile.
+        for order_id in placed[4:]:
+            await push(db, shop, order_id)
+        await drain_inbox(second, payload)  # finds the shop busy: queues a follow-up, fetches nothing
+        assert not running.done()
+        await running
+        await _finish(db, first)
+        async with transaction(db) as session:
+            follow_ups = list(
+                await session.scalars(select(Job).where(Job.kind == DRAIN_KIND, Job.status == JobStatus.queued))
+            )
+        assert len(follow_ups) == 1
+        # The follow-up, as a worker would run it: nothing left, or what the first drain did not see.
+        follow_up = await _running_drain_job(db, worker_settings, shop, "w3")
+        await drain_inbox(follow_up, payload)
+        assert await _drain_holder(db, shop) == follow_up.job_id
+        await _finish(db, follow_up)
+
+    # One fetch by the first drain (what it saw: 4 orders, or all 6), one by the follow-up if anything was left:
+    # never an order fetched by two drains.
+    fetches = sorted(shop.world.market.calls_of(op, outcome=None), key=lambda call: call.started)
+    assert len(fetches) in (1, 2)
+    assert all(a.ended <= b.started for a, b in itertools.pairwise(fetches))  # one after the other
+    assert set(await _orders(db)) == set(placed)
+    assert all(e.handled_at is not None and e.last_error is None for e in await _events(db))
+    stock = await level(db, shop.variant_id)
+    assert (stock.on_hand, stock.reserved) == (10, 6)
+    assert await _drain_holder(db, shop) is None

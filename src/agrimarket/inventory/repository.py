@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TypeVarTuple
 
@@ -46,10 +47,56 @@ def like_pattern(folded: str) -> str:
 
 
 class InventoryRepository:
+    """Plain queries, or, between :meth:`begin_batch` and :meth:`end_batch`, a batch's: its variants, locked levels
+    and movement references read at once up front, and the writes (movements, levels, listings made dirty) made
+    at once at the end."""
+
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
+        self._batch: _Batch | None = None
+
+    # -- a batch of pipeline changes -------------------------------------------------------------------------
+
+    async def begin_batch(self, variant_ids: Sequence[uuid.UUID], references: Sequence[str]) -> None:
+        """Read once what a batch of changes to these variants needs: the variants, their levels (row-locked in
+        variant order on PostgreSQL, so batches queue instead of deadlocking; refreshed from the database) and
+        which of ``references`` were applied already. Until :meth:`end_batch`, the lookups answer from there,
+        nothing is flushed by the stock rules, and marking listings dirty is gathered."""
+        ids = sorted(set(variant_ids))
+        batch = _Batch()
+        if ids:
+            variants = await self.session.execute(select(Variant).where(Variant.id.in_(ids)))
+            batch.variants = {variant.id: variant for variant in variants.scalars()}
+            statement = select(StockLevel).where(StockLevel.variant_id.in_(ids)).order_by(StockLevel.variant_id)
+            if self.session.get_bind().dialect.name == "postgresql":
+                statement = statement.with_for_update()
+            levels = await self.session.execute(statement.execution_options(populate_existing=True))
+            batch.levels = {level.variant_id: level for level in levels.scalars()}
+        wanted = sorted(set(references))
+        batch.movements = dict.fromkeys(wanted)
+        for start in range(0, len(wanted), 500):
+            done = await self.session.execute(
+                select(StockMovement).where(StockMovement.reference.in_(wanted[start : start + 500]))
+            )
+            for movement in done.scalars():
+                assert movement.reference is not None
+                batch.movements[movement.reference] = movement
+        self._batch = batch
+
+    async def end_batch(self) -> int:
+        """Write what the batch changed, and mark the listings of the variants whose availability changed dirty,
+        once. Returns the number of listings marked."""
+        batch, self._batch = self._batch, None
+        await self.session.flush()
+        if batch is None or not batch.dirty:
+            return 0
+        return await self.mark_listings_dirty(sorted(batch.dirty))
+
+    # -- reading ---------------------------------------------------------------------------------------------
 
     async def variant(self, variant_id: uuid.UUID) -> Variant | None:
+        if self._batch is not None and variant_id in self._batch.variants:
+            return self._batch.variants[variant_id]
         return await self.session.get(Variant, variant_id)
 
     async def product(self, product_id: uuid.UUID) -> Product | None:
@@ -61,8 +108,11 @@ class InventoryRepository:
     async def level_for_update(self, variant_id: uuid.UUID) -> StockLevel | None:
         """The level, row-locked until the transaction ends (PostgreSQL; SQLite writers are serialised anyway).
 
-        ``populate_existing`` so a level already in the session is refreshed with what the lock protects.
+        ``populate_existing`` so a level already in the session is refreshed with what the lock protects. In a
+        batch, the level read (and locked) when the batch began.
         """
+        if self._batch is not None and variant_id in self._batch.levels:
+            return self._batch.levels[variant_id]
         result = await self.session.execute(
             select(StockLevel)
             .where(StockLevel.variant_id == variant_id)
@@ -84,10 +134,14 @@ class InventoryRepository:
     async def levels(self, variant_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, StockLevel]:
         if not variant_ids:
             return {}
+        if self._batch is not None and all(v in self._batch.levels for v in variant_ids):
+            return {v: self._batch.levels[v] for v in variant_ids}
         result = await self.session.execute(select(StockLevel).where(StockLevel.variant_id.in_(variant_ids)))
         return {level.variant_id: level for level in result.scalars()}
 
     async def movement_by_reference(self, reference: str) -> StockMovement | None:
+        if self._batch is not None and reference in self._batch.movements:
+            return self._batch.movements[reference]
         result = await self.session.execute(select(StockMovement).where(StockMovement.reference == reference))
         return result.scalar_one_or_none()
 
@@ -145,6 +199,9 @@ class InventoryRepository:
         """
         if not variant_ids:
             return 0
+        if self._batch is not None:
+            self._batch.dirty.update(variant_ids)
+            return 0
         result = await self.session.execute(
             update(Listing)
             .where(Listing.variant_id.in_(list(variant_ids)), Listing.status != ListingStatus.delisted)
@@ -158,6 +215,19 @@ class InventoryRepository:
 
     def add(self, *objects: object) -> None:
         self.session.add_all(objects)
+        if self._batch is not None:
+            for added in objects:
+                if isinstance(added, StockMovement) and added.reference is not None:
+                    self._batch.movements[added.reference] = added
 
     async def flush(self) -> None:
-        await self.session.flush()
+        if self._batch is None:  # a batch is written once, at its end
+            await self.session.flush()
+
+
+@dataclass
+class _Batch:
+    variants: dict[uuid.UUID, Variant] = field(default_factory=dict)  # held here: the session's map is weak
+    levels: dict[uuid.UUID, StockLevel] = field(default_factory=dict)
+    movements: dict[str, StockMovement | None] = field(default_factory=dict)  # by reference; None: not applied
+    dirty: set[uuid.UUID] = field(default_factory=set)

@@ -94,6 +94,15 @@ class InventoryService:
     async def levels_of(self, variant_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, StockLevel]:
         return await self.repo.levels(variant_ids)
 
+    async def begin_batch(self, variant_ids: Sequence[uuid.UUID], references: Sequence[str]) -> None:
+        """Many pipeline changes in the caller's transaction (an ingest of many orders): the variants, their levels
+        (locked) and the ``references`` already applied are read once now; the movements, levels and dirty
+        listings are written once by :meth:`end_batch`, which must follow (before anything reads them back)."""
+        await self.repo.begin_batch(variant_ids, references)
+
+    async def end_batch(self) -> None:
+        await self.repo.end_batch()
+
     async def mark_listings_dirty(self, variant_ids: Sequence[uuid.UUID]) -> int:
         """For changes made elsewhere (catalog, orders) that the channels must be told about."""
         return await self.repo.mark_listings_dirty(variant_ids)

@@ -3,8 +3,16 @@
 The webhook endpoint stores each verified push as an :class:`~agrimarket.models.InboundEvent` and, for a new row,
 enqueues ``orders.drain_inbox`` for the shop (:func:`request_drain`). The drain reads the shop's unhandled events
 oldest first, ``batch_size`` at a time; for each batch it re-fetches every order the order events name with **one**
-``get_orders`` call (the adapter splits it into the platform's own batch size), outside any transaction, then in one
-write transaction ingests what came back and marks the events handled. It loops until the inbox is empty.
+``get_orders`` call (the adapter splits it into the platform's own batch size), outside any transaction, then
+ingests what came back ``chunk_size`` events at a time, each chunk in a short write transaction of its own that
+also marks its events handled (so pushes are stored in between). It loops until the inbox is empty.
+
+One drain per shop at a time (:func:`hold_drain`): a drain job holds the key ``orders.inbox.running:<shop>`` on
+its own job row while it runs (unique, like every ``dedupe_key``), so a second drain of the same shop never reads
+the events the first is handling. The second, finding the key taken, queues a follow-up due
+``FOLLOW_UP_SECONDS`` later and ends: nothing is lost, as the follow-up drains whatever the first did not see
+(an event stored after its last read), and it costs no attempt of the job's own. The key goes with the job's end
+(done, dead, or claimed again after its worker died), or when the drain fails and waits for a retry.
 
 - An order the marketplace says does not exist: its events are handled, with ``last_error`` saying so; nothing else
   changes.
@@ -21,8 +29,10 @@ import uuid
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import timedelta
 
 import httpx
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from agrimarket.channels.base import ChannelOrder, EventKind
@@ -47,15 +57,61 @@ from agrimarket.observability import get_logger
 from agrimarket.orders.repository import OrderRepository
 from agrimarket.orders.service import OrderService
 from agrimarket.worker import RetryLater, enqueue
+from agrimarket.worker.repository import JobRepository
 
 log = get_logger(__name__)
 
 DRAIN_KIND = "orders.drain_inbox"
 BATCH_SIZE = 200
+CHUNK_SIZE = 25  # events ingested per write transaction
+FOLLOW_UP_SECONDS = 0.2
 
 
 def drain_dedupe_key(connection_id: uuid.UUID) -> str:
     return f"orders.inbox:{connection_id}"
+
+
+def drain_running_key(connection_id: uuid.UUID) -> str:
+    return f"orders.inbox.running:{connection_id}"
+
+
+async def hold_drain(
+    sessionmaker: async_sessionmaker[AsyncSession],
+    connection_id: uuid.UUID,
+    *,
+    job_id: uuid.UUID,
+    worker_id: str,
+    attempt: int,
+) -> bool:
+    """Take the shop's drain key on this running job's row; False when another drain of the shop holds it."""
+    try:
+        async with transaction(sessionmaker) as session:
+            return await JobRepository(session).hold_key(job_id, worker_id, attempt, drain_running_key(connection_id))
+    except IntegrityError:
+        return False
+
+
+async def let_go_drain(
+    sessionmaker: async_sessionmaker[AsyncSession], connection_id: uuid.UUID, job_id: uuid.UUID
+) -> None:
+    async with transaction(sessionmaker) as session:
+        await JobRepository(session).let_go_key(job_id, drain_running_key(connection_id))
+
+
+async def follow_up_drain(
+    sessionmaker: async_sessionmaker[AsyncSession], connection_id: uuid.UUID, organization_id: uuid.UUID | None
+) -> None:
+    """The shop's inbox is being drained by another job: look again shortly (folds into a drain already queued)."""
+    async with transaction(sessionmaker) as session:
+        await enqueue(
+            session,
+            DRAIN_KIND,
+            {"connection_id": str(connection_id)},
+            dedupe_key=drain_dedupe_key(connection_id),
+            dedupe_while_running=False,
+            organization_id=organization_id,
+            run_at=utcnow() + timedelta(seconds=FOLLOW_UP_SECONDS),
+        )
 
 
 async def request_drain(session: AsyncSession, connection_id: uuid.UUID, organization_id: uuid.UUID) -> None:
@@ -91,6 +147,7 @@ class InboxDrainer:
         http: httpx.AsyncClient,
         owner: str,
         batch_size: int = BATCH_SIZE,
+        chunk_size: int = CHUNK_SIZE,
     ) -> None:
         self.sessionmaker = sessionmaker
         self.settings = settings
@@ -98,6 +155,7 @@ class InboxDrainer:
         self.http = http
         self.owner = owner
         self.batch_size = batch_size
+        self.chunk_size = chunk_size
 
     async def drain(self, connection_id: uuid.UUID) -> DrainReport:
         report = DrainReport()
@@ -166,25 +224,33 @@ class InboxDrainer:
             log.warning("inbox_fetch_failed", connection_id=str(connection.id), error=message)
             raise RetryLater(message, retry_after=retry_after) from exc
         missing_word = shop.plugin.capabilities.display_name
-        async with transaction(self.sessionmaker) as session:
-            repo = OrderRepository(session)
-            service = OrderService(repo, InventoryService(InventoryRepository(session)))
-            results = await service.ingest_many(connection, list(fetched.values()))
-            report.orders_ingested += len(results)
-            await self._settle_plain(session, connection, plain, unreadable, stock_changed)
-            now = utcnow()
-            found_ok: list[uuid.UUID] = []
-            by_error: dict[str, list[uuid.UUID]] = defaultdict(list)
-            for event_id, ids in order_ids_of.items():
-                missing = [i for i in ids if i not in fetched]
-                if missing:
-                    report.orders_missing += len(missing)
-                    by_error[_missing_message(missing_word, missing)].append(event_id)
-                else:
-                    found_ok.append(event_id)
-            await repo.mark_handled(found_ok, now)
-            for message, event_ids in by_error.items():
-                await repo.mark_handled(event_ids, now, message)
+        by_event = list(order_ids_of.items())
+        # Short write transactions: a chunk of events with their orders each, so pushes (and every other writer)
+        # get the write lock in between. An event is handled in the transaction that ingests its orders.
+        for start in range(0, max(len(by_event), 1), self.chunk_size):
+            chunk = by_event[start : start + self.chunk_size]
+            async with transaction(self.sessionmaker) as session:
+                repo = OrderRepository(session)
+                if start == 0:
+                    await self._settle_plain(session, connection, plain, unreadable, stock_changed)
+                names = list(dict.fromkeys(i for _event, ids in chunk for i in ids))
+                if names:
+                    service = OrderService(repo, InventoryService(InventoryRepository(session)))
+                    results = await service.ingest_many(connection, [fetched[i] for i in names if i in fetched])
+                    report.orders_ingested += len(results)
+                now = utcnow()
+                found_ok: list[uuid.UUID] = []
+                by_error: dict[str, list[uuid.UUID]] = defaultdict(list)
+                for event_id, ids in chunk:
+                    missing = [i for i in ids if i not in fetched]
+                    if missing:
+                        report.orders_missing += len(missing)
+                        by_error[_missing_message(missing_word, missing)].append(event_id)
+                    else:
+                        found_ok.append(event_id)
+                await repo.mark_handled(found_ok, now)
+                for message, event_ids in by_error.items():
+                    await repo.mark_handled(event_ids, now, message)
 
     async def _fetch(self, shop: ShopClient, wanted: list[str], report: DrainReport) -> dict[str, ChannelOrder]:
         """One ``get_orders`` for the batch. Should the platform refuse the whole request (one malformed id spoils

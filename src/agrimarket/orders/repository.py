@@ -48,6 +48,25 @@ class OrderRepository:
         )
         return (await self.session.execute(statement)).scalar_one_or_none() is not None
 
+    async def insert_orders_if_absent(self, rows: Sequence[dict[str, Any]]) -> set[str]:
+        """:meth:`insert_order_if_absent` for many orders of one shop in one statement (in external id order, so
+        two writers meet in the same order): the external ids of the rows this call made."""
+        if not rows:
+            return set()
+        dialect = self.session.get_bind().dialect.name
+        insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+        made: set[str] = set()
+        ordered = sorted(rows, key=lambda row: str(row["external_id"]))
+        for start in range(0, len(ordered), 100):
+            statement = (
+                insert(Order)
+                .values(ordered[start : start + 100])
+                .on_conflict_do_nothing(index_elements=[Order.connection_id, Order.external_id])
+                .returning(Order.external_id)
+            )
+            made.update((await self.session.execute(statement)).scalars())
+        return made
+
     async def orders_for_update(self, connection_id: uuid.UUID, external_ids: Sequence[str]) -> dict[str, Order]:
         """The orders, row-locked until the transaction ends, in one order (external id) so two writers never
         wait for each other crosswise; refreshed with what the lock protects."""

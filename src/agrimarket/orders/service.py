@@ -146,6 +146,14 @@ class IngestResult:
         return self.order.oversold
 
 
+@dataclass
+class _Plan:
+    result: IngestResult
+    target: OrderStatus
+    effects: list[tuple[OrderLine, Effect]]
+    fresh: bool  # new lines were added
+
+
 @dataclass(frozen=True)
 class OrderRow:
     order: Order
@@ -206,36 +214,48 @@ class OrderService:
         ordered = [latest[key] for key in sorted(latest)]
         if not ordered:
             return []
-        created: set[str] = set()
         now = utcnow()
-        for channel_order in ordered:
-            if await self.repo.insert_order_if_absent(_new_order_values(connection, channel_order, now)):
-                created.add(_external_id(channel_order))
+        created = await self.repo.insert_orders_if_absent(
+            [_new_order_values(connection, channel_order, now) for channel_order in ordered]
+        )
         orders = await self.repo.orders_for_update(connection.id, sorted(latest))
         lines_of = await self.repo.lines([order.id for order in orders.values()])
         variants = await self._variants_for(connection, [line for o in ordered for line in o.lines])
-        await self.repo.lock_levels([v for v in variants.values() if v is not None])
-        results: list[IngestResult] = []
-        for channel_order in ordered:
-            order = orders[_external_id(channel_order)]
-            is_new = _external_id(channel_order) in created
-            results.append(
-                await self._ingest_locked(
-                    order, lines_of[order.id], channel_order, variants, previous=None if is_new else order.status
-                )
+        plans = [
+            self._plan(
+                orders[_external_id(channel_order)],
+                lines_of[orders[_external_id(channel_order)].id],
+                channel_order,
+                variants,
+                created=_external_id(channel_order) in created,
             )
+            for channel_order in ordered
+        ]
+        if any(plan.fresh for plan in plans):
+            await self.repo.flush()  # every new line at once
+        # The stock levels locked after the orders, as everywhere else; read with the references once.
+        await self.inventory.begin_batch(
+            [line.variant_id for plan in plans for line in plan.result.lines if line.variant_id is not None],
+            [reference(plan.result.order.id, line.id, effect) for plan in plans for line, effect in plan.effects],
+        )
+        results = [await self._carry_out(plan) for plan in plans]
+        await self.inventory.end_batch()
+        await self.repo.flush()
         return results
 
-    async def _ingest_locked(
+    def _plan(
         self,
         order: Order,
         lines: list[OrderLine],
         channel_order: ChannelOrder,
         variants: Mapping[tuple[str | None, str | None, str | None], uuid.UUID | None],
         *,
-        previous: OrderStatus | None,
-    ) -> IngestResult:
-        result = IngestResult(order, lines, created=previous is None, previous_status=previous, status=order.status)
+        created: bool,
+    ) -> _Plan:
+        """What one ingest changes, before any stock moves: the order's fields, its new lines (added, not yet
+        flushed), its target status and each line's stock effect."""
+        previous = None if created else order.status
+        result = IngestResult(order, lines, created=created, previous_status=previous, status=order.status)
         if previous is not None and (
             order.remote_updated_at is None or channel_order.updated_at >= order.remote_updated_at
         ):
@@ -273,25 +293,31 @@ class OrderService:
             known[line_id] = line
             if variant_id is None:
                 result.unknown_skus.append(channel_line.sku or "(no SKU)")
-        if fresh:
-            await self.repo.flush()
-        stages = {line.id: (Stage.none if line in fresh else stage) for line in lines}
+        new_ids = {line.id for line in fresh}
+        effects: list[tuple[OrderLine, Effect]] = []
         for line in sorted(lines, key=lambda x: (str(x.variant_id), str(x.id))):
             if line.variant_id is None or line.quantity <= 0:
                 continue
-            effect = effect_of(stages[line.id], target)
+            effect = effect_of(Stage.none if line.id in new_ids else stage, target)
             if effect is not None:
-                result.effects.append(await self._apply(order, line, line.variant_id, effect))
-        order.status = target
-        order.oversold = any(line.oversold_quantity > 0 for line in lines)
-        result.status = target
+                effects.append((line, effect))
+        return _Plan(result, target, effects, bool(fresh))
+
+    async def _carry_out(self, plan: _Plan) -> IngestResult:
+        """Apply a planned ingest's stock effects (the levels locked) and move the order to its status."""
+        result, order = plan.result, plan.result.order
+        for line, effect in plan.effects:
+            assert line.variant_id is not None
+            result.effects.append(await self._apply(order, line, line.variant_id, effect))
+        order.status = plan.target
+        order.oversold = any(line.oversold_quantity > 0 for line in result.lines)
+        result.status = plan.target
         if result.unknown_skus:
             log.warning(
                 "order_unknown_sku", order_id=str(order.id), external_id=order.external_id, skus=result.unknown_skus
             )
         if result.effects and any(e.short for e in result.effects):
             log.warning("order_oversold", order_id=str(order.id), external_id=order.external_id)
-        await self.repo.flush()
         return result
 
     async def _apply(self, order: Order, line: OrderLine, variant_id: uuid.UUID, effect: Effect) -> LineEffect:

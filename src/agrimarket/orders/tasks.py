@@ -8,7 +8,7 @@ from typing import Any
 
 from agrimarket.config import get_settings
 from agrimarket.observability import get_logger
-from agrimarket.orders.inbox import DRAIN_KIND, InboxDrainer
+from agrimarket.orders.inbox import DRAIN_KIND, InboxDrainer, follow_up_drain, hold_drain, let_go_drain
 from agrimarket.orders.reconcile import (
     LOST_PUSHES_KIND,
     POLL_KIND,
@@ -29,9 +29,22 @@ def _owner(ctx: JobContext) -> str:
 
 @handler(DRAIN_KIND)
 async def drain_inbox(ctx: JobContext, payload: dict[str, Any]) -> None:
+    connection_id = uuid.UUID(payload["connection_id"])
+    if not await hold_drain(
+        ctx.sessionmaker, connection_id, job_id=ctx.job_id, worker_id=ctx.worker_id, attempt=ctx.attempt
+    ):
+        # Another drain of this shop is running: it reads what we would; a follow-up covers its last moments.
+        await follow_up_drain(ctx.sessionmaker, connection_id, ctx.organization_id)
+        log.debug("inbox_drain_busy", connection_id=payload["connection_id"])
+        return
     parts = runtime(ctx.settings)
     drainer = InboxDrainer(ctx.sessionmaker, ctx.settings, channels=parts.channels, http=parts.http, owner=_owner(ctx))
-    report = await drainer.drain(uuid.UUID(payload["connection_id"]))
+    try:
+        report = await drainer.drain(connection_id)
+    except BaseException:
+        # Waiting for a retry (or stopped): the key must not stay with a queued job. Done, it goes with the job.
+        await let_go_drain(ctx.sessionmaker, connection_id, ctx.job_id)
+        raise
     log.info(
         "inbox_drained",
         connection_id=payload["connection_id"],

@@ -158,6 +158,34 @@ class JobRepository:
             lease_expires_at=None,
         )
 
+    async def hold_key(self, job_id: uuid.UUID, worker_id: str, attempt: int, key: str) -> bool:
+        """Let a running job hold a second unique key (its ``dedupe_key``, free once it started): a mutex among
+        running jobs, e.g. one drain per shop. False when another job holds it. Let go when the job ends (done,
+        dead, or claimed again after its worker died) or by :meth:`let_go_key`. Raises ``IntegrityError`` on a
+        taken key: call it in a transaction of its own."""
+        return (
+            await self._changed(
+                update(Job)
+                .where(
+                    Job.id == job_id,
+                    Job.status == JobStatus.running,
+                    Job.locked_by == worker_id,
+                    Job.attempts == attempt,
+                )
+                .values(dedupe_key=key)
+                .execution_options(synchronize_session=False)
+            )
+            == 1
+        )
+
+    async def let_go_key(self, job_id: uuid.UUID, key: str) -> None:
+        await self.session.execute(
+            update(Job)
+            .where(Job.id == job_id, Job.dedupe_key == key)
+            .values(dedupe_key=None)
+            .execution_options(synchronize_session=False)
+        )
+
     async def next_due(self, kinds: list[str]) -> datetime | None:
         """When the next job of these kinds falls due (or a running one's lease runs out): to sleep until then."""
         if not kinds:
