@@ -109,3 +109,22 @@ async def test_a_product_file_is_previewed_with_its_errors_then_applied(client: 
     assert (await client.get(uploaded.headers["location"])).status_code == 404
     refused = await post_form(client, uploaded.headers["location"] + "/apply", {"mode": "valid_rows"}, page="/")
     assert refused.status_code == 404
+
+
+async def test_every_new_form_is_refused_without_its_csrf_token(client: httpx.AsyncClient) -> None:
+    user = await register(client)
+    some = "00000000-0000-0000-0000-000000000001"
+    for path in (
+        "/members",
+        "/imports",
+        f"/imports/{some}/apply",
+        f"/orders/{some}/ship",
+        f"/orders/{some}/cancel",
+        f"/products/{some}/shops/{some}/publish",
+        f"/products/{some}/shops/{some}/pause",
+        f"/products/{some}/shops/{some}/resume",
+    ):
+        refused = await client.post(path, data={"org": user.organization_id}, headers={"Sec-Fetch-Site": "same-origin"})
+        assert refused.status_code == 403, path
+        cross_site = await client.post(path, data={"csrf_token": "x"}, headers={"Sec-Fetch-Site": "cross-site"})
+        assert cross_site.status_code == 403, path
