@@ -9,13 +9,9 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import httpx
-from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import Response
-from starlette.routing import Route
 
 from agrimarket.channels.base import ChannelAdapter, ChannelPlugin, ConnectionInfo
 from agrimarket.channels.lazada import LazadaPlugin
@@ -27,22 +23,9 @@ from agrimarket.sandbox.lazada import LazadaSandbox
 from agrimarket.sandbox.shopee import ShopeeSandbox
 from agrimarket.sandbox.tiki import TikiSandbox
 from agrimarket.sandbox.tiktok import TikTokSandbox
+from tests.channels.support import PushReceiver
 
 CALLBACK_URL = "https://agrimarket.test/webhooks/{channel}/{connection_id}"
-
-
-@dataclass
-class Pushes:
-    """Every push the sandbox delivered to our callback URL: exact URL, headers and bytes."""
-
-    received: list[tuple[str, dict[str, str], bytes]] = field(default_factory=list)
-
-    def app(self) -> Starlette:
-        async def hook(request: Request) -> Response:
-            self.received.append((str(request.url), dict(request.headers), await request.body()))
-            return Response(status_code=200)
-
-        return Starlette(routes=[Route("/webhooks/{rest:path}", hook, methods=["POST"])])
 
 
 @dataclass
@@ -54,7 +37,7 @@ class Platform:
     adapter: ChannelAdapter
     market: Marketplace
     shop_id: str
-    pushes: Pushes
+    pushes: PushReceiver
     callback_url: str
     buy: Callable[[str, int], Awaitable[str]]  # (seller SKU, quantity) → the platform's order id
     clients: list[httpx.AsyncClient]
@@ -97,7 +80,7 @@ def _info(channel: str, shop_id: str, credentials: dict[str, object], settings: 
 
 
 def shopee() -> Platform:
-    pushes = Pushes()
+    pushes = PushReceiver()
     to_us = httpx.AsyncClient(transport=httpx.ASGITransport(app=pushes.app()))
     sandbox = ShopeeSandbox(_config(), http=to_us)
     to_sandbox = httpx.AsyncClient(transport=httpx.ASGITransport(app=sandbox.app))
@@ -130,7 +113,7 @@ def shopee() -> Platform:
 
 
 def lazada() -> Platform:
-    pushes = Pushes()
+    pushes = PushReceiver()
     to_us = httpx.AsyncClient(transport=httpx.ASGITransport(app=pushes.app()))
     sandbox = LazadaSandbox(_config(), http=to_us)
     to_sandbox = httpx.AsyncClient(transport=httpx.ASGITransport(app=sandbox.app))
@@ -167,7 +150,7 @@ def lazada() -> Platform:
 
 
 def tiktok() -> Platform:
-    pushes = Pushes()
+    pushes = PushReceiver()
     to_us = httpx.AsyncClient(transport=httpx.ASGITransport(app=pushes.app()))
     sandbox = TikTokSandbox(_config(), http=to_us)
     to_sandbox = httpx.AsyncClient(transport=httpx.ASGITransport(app=sandbox.app))
@@ -203,7 +186,7 @@ def tiki() -> Platform:
     """Tiki reviews every product request; here its reviews approve at once (``review_seconds=0``), so a publish is
     live with its ids as on the other channels (the review itself has its own tests). Tiki pushes nothing: its
     events are pulled, so ``pushes`` stays empty."""
-    pushes = Pushes()
+    pushes = PushReceiver()
     sandbox = TikiSandbox(_config(), review_seconds=0)
     to_sandbox = httpx.AsyncClient(transport=httpx.ASGITransport(app=sandbox.app))
     credentials: dict[str, object] = dict(sandbox.add_shop("Vườn sầu riêng Bình Phước"))

@@ -6,21 +6,17 @@ suite holds what the sync engine and the order pipeline rely on from any channel
 
 from __future__ import annotations
 
-import hashlib
-import io
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from PIL import Image
 
 from agrimarket.channels.base import (
     ChannelAdapter,
     EventKind,
     EventQueue,
     Feature,
-    ImageRef,
     ListingDraft,
     PriceUpdate,
     Shipment,
@@ -32,18 +28,12 @@ from agrimarket.channels.registry import load
 from agrimarket.media.rules import DEFAULT_RULES
 from agrimarket.models.orders import OrderStatus
 from tests.channels.contract.harness import HARNESSES, Platform
+from tests.channels.support import photo
 
 RANK = list(OrderStatus)
 
 
-def _photo(colour: tuple[int, int, int]) -> ImageRef:
-    buffer = io.BytesIO()
-    Image.new("RGB", (800, 800), colour).save(buffer, "JPEG")
-    data = buffer.getvalue()
-    return ImageRef(hashlib.sha256(data).hexdigest(), "image/jpeg", 800, 800, data)
-
-
-RED, GREEN = _photo((200, 40, 30)), _photo((40, 180, 60))
+RED, GREEN = photo((200, 40, 30), 800), photo((40, 180, 60), 800)
 
 
 def _variant(sku: str, name: str, price: int, stock: int) -> VariantDraft:
@@ -223,7 +213,7 @@ async def test_a_signed_push_is_verified_and_names_the_order_and_a_tampered_one_
     await platform.adapter.publish(_draft(*TWO))
     order_id = await platform.buy("DIEU-500", 1)
     await platform.market.drain()
-    url, headers, body = platform.pushes.received[-1]
+    url, headers, body = platform.pushes.delivered[-1]
     assert url == platform.callback_url
 
     event = platform.adapter.parse_webhook(url=url, headers=headers, body=body)

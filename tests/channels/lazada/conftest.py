@@ -2,33 +2,19 @@
 
 from __future__ import annotations
 
-import io
-import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
 import pytest
-from PIL import Image
 
-from agrimarket.channels.base import ConnectionInfo, ImageRef, ListingDraft, VariantDraft
+from agrimarket.channels.base import ImageRef, ListingDraft, VariantDraft
 from agrimarket.channels.lazada import LazadaAdapter, LazadaPlugin
-from agrimarket.sandbox.core import SandboxConfig
 from agrimarket.sandbox.lazada import LazadaSandbox
+from tests.channels.support import FakeClock, asgi_client, connect_adapter, generous_config, listing, variant
 
 BASE = "http://lazada.test"
 SETTINGS = {"api_url": f"{BASE}/rest", "auth_url": f"{BASE}/auth", "primary_category": 10_001}
-
-
-class FakeClock:
-    def __init__(self, now: float = 1_717_200_000.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
 
 
 @pytest.fixture
@@ -38,13 +24,12 @@ def clock() -> FakeClock:
 
 @pytest.fixture
 def sandbox(clock: FakeClock) -> LazadaSandbox:
-    # Generous enough that only the throttling tests meet the rate limit.
-    return LazadaSandbox(SandboxConfig(rate_calls=10_000, burst=10_000, timeout_seconds=0.01), clock=clock)
+    return LazadaSandbox(generous_config(), clock=clock)
 
 
 @pytest.fixture
 async def http(sandbox: LazadaSandbox) -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(sandbox.app), base_url=BASE) as client:
+    async with asgi_client(sandbox.app, BASE) as client:
         yield client
 
 
@@ -59,17 +44,8 @@ def connect(
     clock: FakeClock,
     settings: dict[str, Any] | None = None,
 ) -> LazadaAdapter:
-    plugin = LazadaPlugin(clock=clock)
-    connection = ConnectionInfo(
-        connection_id=uuid.uuid4(),
-        organization_id=uuid.uuid4(),
-        external_shop_id=plugin.shop_id(credentials),
-        credentials=credentials,
-        settings=settings if settings is not None else SETTINGS,
-    )
-    adapter = plugin.adapter(connection, http)
-    assert isinstance(adapter, LazadaAdapter)
-    return adapter
+    settings = settings if settings is not None else SETTINGS
+    return connect_adapter(LazadaPlugin(clock=clock), LazadaAdapter, credentials, http, settings)
 
 
 @pytest.fixture
@@ -77,25 +53,11 @@ def adapter(shop: dict[str, Any], http: httpx.AsyncClient, clock: FakeClock) -> 
     return connect(shop, http, clock)
 
 
-def jpeg(color: tuple[int, int, int], side: int = 400) -> ImageRef:
-    buffer = io.BytesIO()
-    Image.new("RGB", (side, side), color).save(buffer, "JPEG")
-    data = buffer.getvalue()
-    return ImageRef(
-        content_hash=f"h{color[0]}-{color[1]}-{color[2]}", mime_type="image/jpeg", width=side, height=side, data=data
-    )
-
-
-def variant(sku: str, name: str, price: int = 120_000, stock: int = 10, **changes: Any) -> VariantDraft:
-    return VariantDraft(sku=sku, name=name, price_vnd=price, stock=stock, weight_grams=1000, unit="hộp", **changes)
-
-
 def draft(*variants: VariantDraft, images: tuple[ImageRef, ...] = (), **changes: Any) -> ListingDraft:
-    return ListingDraft(
-        product_id=uuid.uuid4(),
-        title="Cam Cao Phong loại 1",
-        description="Cam ngọt, mọng nước.\nThu hoạch trong ngày.",
-        variants=variants or (variant("CAM-1KG", "Hộp 1 kg"),),
-        images=images,
-        **changes,
-    )
+    sample = {
+        "title": "Cam Cao Phong loại 1",
+        "description": "Cam ngọt, mọng nước.\nThu hoạch trong ngày.",
+        "variants": variants or (variant("CAM-1KG", "Hộp 1 kg"),),
+        "images": images,
+    }
+    return listing(sample, **changes)

@@ -24,9 +24,10 @@ from agrimarket.channels.lazada import CAPABILITIES, LazadaAdapter, plugin
 from agrimarket.channels.registry import ChannelRegistry
 from agrimarket.models.orders import OrderStatus
 from agrimarket.sandbox.lazada import LazadaSandbox
-from tests.channels.lazada.conftest import FakeClock, connect, draft, jpeg, variant
+from tests.channels.lazada.conftest import connect, draft
+from tests.channels.support import FakeClock, jpeg, variant
 
-RED, GREEN = jpeg((200, 30, 30)), jpeg((30, 200, 30))
+RED, GREEN = jpeg((200, 30, 30), 400), jpeg((30, 200, 30), 400)
 
 
 async def publish_two(adapter: LazadaAdapter) -> PublishResult:

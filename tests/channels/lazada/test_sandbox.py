@@ -16,9 +16,10 @@ from agrimarket.channels.errors import RateLimited, Rejected, Retryable
 from agrimarket.channels.lazada import LazadaAdapter, LazadaApp, LazadaAuth, LazadaPlugin
 from agrimarket.sandbox.core import Fault, SandboxConfig
 from agrimarket.sandbox.lazada import LazadaSandbox
-from tests.channels.lazada.conftest import BASE, SETTINGS, FakeClock, connect, draft, jpeg
+from tests.channels.lazada.conftest import BASE, SETTINGS, connect, draft
+from tests.channels.support import FakeClock, jpeg
 
-RED = jpeg((200, 30, 30))
+RED = jpeg((200, 30, 30), 400)
 
 
 async def test_a_wrong_signature_gets_incomplete_signature(
@@ -173,7 +174,7 @@ async def test_the_shop_page_buy_button_places_an_order_and_pushes_it(
 
 
 async def test_publish_refuses_a_zero_price_and_foreign_images(adapter: LazadaAdapter) -> None:
-    from tests.channels.lazada.conftest import variant
+    from tests.channels.support import variant
 
     with pytest.raises(Rejected) as zero:
         await adapter._api().call(

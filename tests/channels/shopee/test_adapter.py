@@ -20,7 +20,8 @@ from agrimarket.channels.base import (
 from agrimarket.channels.errors import AuthExpired, ChannelNotFound, Rejected
 from agrimarket.models.orders import OrderStatus
 from agrimarket.sandbox.shopee import ShopeeSandbox
-from tests.channels.shopee.conftest import CALLBACK_URL, Clock, Received, connect, photo
+from tests.channels.shopee.conftest import CALLBACK_URL, connect
+from tests.channels.support import FakeClock, PushReceiver, photo
 
 DAY = 86400
 
@@ -44,7 +45,7 @@ def draft(*variants: VariantDraft, item_id: str | None = None, uploaded: dict[st
 
 
 async def test_publish_with_variants_uploads_images_and_maps_each_sku_to_its_model(
-    sandbox: ShopeeSandbox, http: httpx.AsyncClient, clock: Clock
+    sandbox: ShopeeSandbox, http: httpx.AsyncClient, clock: FakeClock
 ) -> None:
     adapter = connect(sandbox, http, clock)
     result = await adapter.publish(draft(variant("DIEU-500", "Hộp 500 g", 90_000), variant("DIEU-1K", "Hộp 1 kg")))
@@ -63,7 +64,7 @@ async def test_publish_with_variants_uploads_images_and_maps_each_sku_to_its_mod
 
 
 async def test_images_already_uploaded_are_not_uploaded_again(
-    sandbox: ShopeeSandbox, http: httpx.AsyncClient, clock: Clock
+    sandbox: ShopeeSandbox, http: httpx.AsyncClient, clock: FakeClock
 ) -> None:
     adapter = connect(sandbox, http, clock)
     first = await adapter.publish(draft(variant("DIEU-1K", "Hộp 1 kg")))
@@ -75,7 +76,7 @@ async def test_images_already_uploaded_are_not_uploaded_again(
 
 
 async def test_single_variant_item_has_no_tiers_and_uses_model_id_zero(
-    sandbox: ShopeeSandbox, http: httpx.AsyncClient, clock: Clock
+    sandbox: ShopeeSandbox, http: httpx.AsyncClient, clock: FakeClock
 ) -> None:
     adapter = connect(sandbox, http, clock)
     result = await adapter.publish(draft(variant("MAT-ONG", "Chai 500 ml", 120_000, 7)))
@@ -86,7 +87,7 @@ async def test_single_variant_item_has_no_tiers_and_uses_model_id_zero(
 
 
 async def test_republish_adds_a_new_sku_as_a_model_and_keeps_the_existing_model_ids(
-    sandbox: ShopeeSandbox, http: httpx.AsyncClient, clock: Clock
+    sandbox: ShopeeSandbox, http: httpx.AsyncClient, clock: FakeClock
 ) -> None:
     adapter = connect(sandbox, http, clock)
     first = await adapter.publish(draft(variant("DIEU-500", "Hộp 500 g", 90_000), variant("DIEU-1K", "Hộp 1 kg")))
@@ -109,7 +110,7 @@ async def test_republish_adds_a_new_sku_as_a_model_and_keeps_the_existing_model_
 
 
 async def test_stock_and_price_batches_apply_per_item_and_report_refused_models_as_failures(
-    sandbox: ShopeeSandbox, http: httpx.AsyncClient, clock: Clock
+    sandbox: ShopeeSandbox, http: httpx.AsyncClient, clock: FakeClock
 ) -> None:
     adapter = connect(sandbox, http, clock)
     one = await adapter.publish(draft(variant("A-1", "Hộp 1 kg"), variant("A-2", "Hộp 2 kg")))
@@ -138,7 +139,7 @@ async def test_stock_and_price_batches_apply_per_item_and_report_refused_models_
 
 
 async def test_more_than_fifty_models_of_one_item_go_in_calls_of_at_most_fifty(
-    sandbox: ShopeeSandbox, http: httpx.AsyncClient, clock: Clock
+    sandbox: ShopeeSandbox, http: httpx.AsyncClient, clock: FakeClock
 ) -> None:
     adapter = connect(sandbox, http, clock)
     result = await adapter.publish(draft(variant("C-0", "Chai")))
@@ -149,7 +150,7 @@ async def test_more_than_fifty_models_of_one_item_go_in_calls_of_at_most_fifty(
 
 
 async def test_delist_unlists_the_item_and_publishing_again_relists_it(
-    sandbox: ShopeeSandbox, http: httpx.AsyncClient, clock: Clock
+    sandbox: ShopeeSandbox, http: httpx.AsyncClient, clock: FakeClock
 ) -> None:
     adapter = connect(sandbox, http, clock)
     result = await adapter.publish(draft(variant("D-1", "Hộp")))
@@ -165,7 +166,7 @@ async def test_delist_unlists_the_item_and_publishing_again_relists_it(
 
 
 async def test_orders_over_more_than_fifteen_days_are_listed_window_by_window_and_page_by_page(
-    sandbox: ShopeeSandbox, http: httpx.AsyncClient, clock: Clock
+    sandbox: ShopeeSandbox, http: httpx.AsyncClient, clock: FakeClock
 ) -> None:
     adapter = connect(sandbox, http, clock)
     await adapter.publish(draft(variant("E-1", "Hộp", stock=10_000)))
@@ -199,7 +200,7 @@ async def test_orders_over_more_than_fifteen_days_are_listed_window_by_window_an
 
 
 async def test_get_orders_reads_details_in_batches_of_fifty_with_statuses_and_integer_vnd(
-    sandbox: ShopeeSandbox, http: httpx.AsyncClient, clock: Clock
+    sandbox: ShopeeSandbox, http: httpx.AsyncClient, clock: FakeClock
 ) -> None:
     adapter = connect(sandbox, http, clock)
     result = await adapter.publish(
@@ -227,7 +228,7 @@ async def test_get_orders_reads_details_in_batches_of_fifty_with_statuses_and_in
 
 
 async def test_ship_arranges_pickup_or_a_dropoff_with_the_given_tracking_number(
-    sandbox: ShopeeSandbox, http: httpx.AsyncClient, clock: Clock
+    sandbox: ShopeeSandbox, http: httpx.AsyncClient, clock: FakeClock
 ) -> None:
     adapter = connect(sandbox, http, clock)
     await adapter.publish(draft(variant("G-1", "Hộp", stock=10)))
@@ -247,7 +248,7 @@ async def test_ship_arranges_pickup_or_a_dropoff_with_the_given_tracking_number(
 
 
 async def test_cancel_for_lack_of_stock_names_the_models_and_puts_the_units_back(
-    sandbox: ShopeeSandbox, http: httpx.AsyncClient, clock: Clock
+    sandbox: ShopeeSandbox, http: httpx.AsyncClient, clock: FakeClock
 ) -> None:
     adapter = connect(sandbox, http, clock)
     result = await adapter.publish(draft(variant("H-1", "Hộp", stock=5)))
@@ -265,7 +266,7 @@ async def test_cancel_for_lack_of_stock_names_the_models_and_puts_the_units_back
 
 
 async def test_buyer_order_pushes_a_signed_code_3_that_the_adapter_verifies(
-    sandbox: ShopeeSandbox, http: httpx.AsyncClient, clock: Clock, received: Received
+    sandbox: ShopeeSandbox, http: httpx.AsyncClient, clock: FakeClock, received: PushReceiver
 ) -> None:
     adapter = connect(sandbox, http, clock)
     shop_id = adapter.credentials["shop_id"]
@@ -274,14 +275,14 @@ async def test_buyer_order_pushes_a_signed_code_3_that_the_adapter_verifies(
     order_sn = await sandbox.place_order(shop_id, [("I-1", 3)])  # more than Shopee holds: stock stops at 0
     assert sandbox.shop(shop_id).by_seller_sku("I-1")[1].stock == 0  # type: ignore[index]
     await sandbox.market.drain()
-    ((url, headers, body),) = received.pushes
+    ((url, headers, body),) = received.delivered
     event = adapter.parse_webhook(url=url, headers=headers, body=body)
     assert (event.kind, list(event.order_ids)) == (EventKind.order, [order_sn])
     assert event.external_id.startswith(f"3:{order_sn}:READY_TO_SHIP:")
 
 
 async def test_shop_page_form_places_an_order_and_pushes_it(
-    sandbox: ShopeeSandbox, http: httpx.AsyncClient, clock: Clock, received: Received
+    sandbox: ShopeeSandbox, http: httpx.AsyncClient, clock: FakeClock, received: PushReceiver
 ) -> None:
     adapter = connect(sandbox, http, clock)
     shop_id = adapter.credentials["shop_id"]
@@ -294,11 +295,11 @@ async def test_shop_page_form_places_an_order_and_pushes_it(
     assert bought.status_code == 303
     assert sandbox.shop(shop_id).by_seller_sku("J-1")[1].stock == 3  # type: ignore[index]
     await sandbox.market.drain()
-    assert len(received.pushes) == 1
+    assert len(received.delivered) == 1
 
 
 async def test_refresh_returns_a_new_single_use_refresh_token_and_the_old_one_is_refused(
-    sandbox: ShopeeSandbox, http: httpx.AsyncClient, clock: Clock
+    sandbox: ShopeeSandbox, http: httpx.AsyncClient, clock: FakeClock
 ) -> None:
     credentials = sandbox.add_shop("Hợp tác xã tiêu")
     adapter = connect(sandbox, http, clock, credentials)
@@ -316,7 +317,7 @@ async def test_refresh_returns_a_new_single_use_refresh_token_and_the_old_one_is
 
 
 async def test_an_expired_access_token_is_auth_expired_and_works_again_after_refresh(
-    sandbox: ShopeeSandbox, http: httpx.AsyncClient, clock: Clock
+    sandbox: ShopeeSandbox, http: httpx.AsyncClient, clock: FakeClock
 ) -> None:
     adapter = connect(sandbox, http, clock)
     result = await adapter.publish(draft(variant("K-1", "Hộp")))
@@ -330,7 +331,7 @@ async def test_an_expired_access_token_is_auth_expired_and_works_again_after_ref
 
 
 async def test_the_adapter_works_against_the_sandbox_mounted_under_a_prefix(
-    sandbox: ShopeeSandbox, clock: Clock
+    sandbox: ShopeeSandbox, clock: FakeClock
 ) -> None:
     host = Starlette(routes=[Mount("/sandbox/shopee", app=sandbox.app)])
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=host)) as http:
@@ -345,7 +346,7 @@ async def test_the_adapter_works_against_the_sandbox_mounted_under_a_prefix(
 
 
 async def test_a_restored_sandbox_keeps_shops_tiers_and_orders_so_republishing_still_works(
-    sandbox: ShopeeSandbox, http: httpx.AsyncClient, clock: Clock
+    sandbox: ShopeeSandbox, http: httpx.AsyncClient, clock: FakeClock
 ) -> None:
     credentials = sandbox.add_shop("Nông sản Bình Phước")
     adapter = connect(sandbox, http, clock, credentials)

@@ -17,7 +17,8 @@ from agrimarket.channels.errors import RateLimited, Rejected, Retryable
 from agrimarket.channels.shopee import ShopeeApp, ShopeeAuth, ShopeeClient, ShopeePlugin, sign
 from agrimarket.sandbox.core import Fault
 from agrimarket.sandbox.shopee import ShopeeSandbox
-from tests.channels.shopee.conftest import BASE_URL, CALLBACK_URL, Clock, connect, photo
+from tests.channels.shopee.conftest import BASE_URL, CALLBACK_URL, connect
+from tests.channels.support import FakeClock, photo
 
 REDIRECT = "https://agrimarket.test/connections/shopee/callback"
 
@@ -42,7 +43,7 @@ async def raw(
 
 
 async def test_a_wrong_sign_is_refused_with_error_sign(
-    sandbox: ShopeeSandbox, http: httpx.AsyncClient, clock: Clock
+    sandbox: ShopeeSandbox, http: httpx.AsyncClient, clock: FakeClock
 ) -> None:
     credentials = sandbox.add_shop("Shop")
     auth = shop_auth(sandbox, credentials, clock, partner_key="not-the-key")
@@ -51,7 +52,7 @@ async def test_a_wrong_sign_is_refused_with_error_sign(
 
 
 async def test_a_sign_over_the_path_with_the_mount_prefix_is_refused(
-    sandbox: ShopeeSandbox, http: httpx.AsyncClient, clock: Clock
+    sandbox: ShopeeSandbox, http: httpx.AsyncClient, clock: FakeClock
 ) -> None:
     credentials = sandbox.add_shop("Shop")
     ts = int(clock())
@@ -68,7 +69,7 @@ async def test_a_sign_over_the_path_with_the_mount_prefix_is_refused(
 
 
 async def test_a_stale_timestamp_is_refused_as_expired(
-    sandbox: ShopeeSandbox, http: httpx.AsyncClient, clock: Clock
+    sandbox: ShopeeSandbox, http: httpx.AsyncClient, clock: FakeClock
 ) -> None:
     credentials = sandbox.add_shop("Shop")
     auth = shop_auth(sandbox, credentials, lambda: clock() - 301)
@@ -77,7 +78,7 @@ async def test_a_stale_timestamp_is_refused_as_expired(
 
 
 async def test_an_unknown_partner_and_a_missing_sign_are_refused(
-    sandbox: ShopeeSandbox, http: httpx.AsyncClient, clock: Clock
+    sandbox: ShopeeSandbox, http: httpx.AsyncClient, clock: FakeClock
 ) -> None:
     response = await http.get(BASE_URL + "/api/v2/push/get_app_push_config", params={"partner_id": 1, "timestamp": 1})
     assert response.json()["message"] == "There is no sign in query."
@@ -87,7 +88,7 @@ async def test_an_unknown_partner_and_a_missing_sign_are_refused(
 
 
 async def test_batches_pages_and_windows_beyond_shopees_limits_are_refused_with_error_param(
-    sandbox: ShopeeSandbox, http: httpx.AsyncClient, clock: Clock
+    sandbox: ShopeeSandbox, http: httpx.AsyncClient, clock: FakeClock
 ) -> None:
     adapter = connect(sandbox, http, clock)
     result = await adapter.publish(
@@ -139,7 +140,7 @@ async def test_batches_pages_and_windows_beyond_shopees_limits_are_refused_with_
 
 
 async def test_the_adapter_maps_a_shopee_refusal_to_rejected_with_shopees_message(
-    sandbox: ShopeeSandbox, http: httpx.AsyncClient, clock: Clock
+    sandbox: ShopeeSandbox, http: httpx.AsyncClient, clock: FakeClock
 ) -> None:
     adapter = connect(sandbox, http, clock)
     with pytest.raises(Rejected) as refused:
@@ -157,7 +158,7 @@ async def test_the_adapter_maps_a_shopee_refusal_to_rejected_with_shopees_messag
 
 
 async def test_throttling_is_rate_limited_with_shopees_code_and_a_retry_after(
-    sandbox: ShopeeSandbox, http: httpx.AsyncClient, clock: Clock
+    sandbox: ShopeeSandbox, http: httpx.AsyncClient, clock: FakeClock
 ) -> None:
     adapter = connect(sandbox, http, clock)
     sandbox.market.config.rate_calls, sandbox.market.config.burst = 1, 1
@@ -170,7 +171,7 @@ async def test_throttling_is_rate_limited_with_shopees_code_and_a_retry_after(
 
 
 async def test_an_injected_server_error_and_a_timeout_are_retryable(
-    sandbox: ShopeeSandbox, http: httpx.AsyncClient, clock: Clock
+    sandbox: ShopeeSandbox, http: httpx.AsyncClient, clock: FakeClock
 ) -> None:
     adapter = connect(sandbox, http, clock)
     sandbox.market.config.timeout_seconds = 0.01
@@ -190,7 +191,7 @@ async def test_an_injected_server_error_and_a_timeout_are_retryable(
 
 
 async def test_authorisation_redirects_back_with_a_code_that_exchanges_once_for_working_credentials(
-    sandbox: ShopeeSandbox, http: httpx.AsyncClient, clock: Clock
+    sandbox: ShopeeSandbox, http: httpx.AsyncClient, clock: FakeClock
 ) -> None:
     plugin = ShopeePlugin(app=ShopeeApp(partner_id=sandbox.partner_id, partner_key=sandbox.partner_key), clock=clock)
     request = AuthorizationRequest(redirect_uri=REDIRECT, state="s-123", settings={"base_url": BASE_URL})
@@ -217,7 +218,7 @@ async def test_authorisation_redirects_back_with_a_code_that_exchanges_once_for_
 
 
 async def test_a_stale_authorisation_link_is_refused_by_the_page(
-    sandbox: ShopeeSandbox, http: httpx.AsyncClient, clock: Clock
+    sandbox: ShopeeSandbox, http: httpx.AsyncClient, clock: FakeClock
 ) -> None:
     plugin = ShopeePlugin(app=ShopeeApp(partner_id=sandbox.partner_id, partner_key=sandbox.partner_key), clock=clock)
     url = plugin.authorization_url(AuthorizationRequest(REDIRECT, "s", {"base_url": BASE_URL}))
@@ -237,7 +238,7 @@ def test_without_an_app_configured_authorisation_is_refused_with_the_env_names(m
 
 
 async def test_a_lost_push_is_listed_by_get_lost_push_message_until_confirmed(
-    sandbox: ShopeeSandbox, http: httpx.AsyncClient, clock: Clock
+    sandbox: ShopeeSandbox, http: httpx.AsyncClient, clock: FakeClock
 ) -> None:
     app = ShopeeClient(
         http, base_url=BASE_URL, partner_id=sandbox.partner_id, partner_key=sandbox.partner_key, clock=clock

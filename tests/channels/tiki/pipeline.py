@@ -20,7 +20,7 @@ from agrimarket.models import ChannelConnection, InboundEvent, Job, JobStatus, L
 from agrimarket.sandbox.core import SandboxConfig
 from agrimarket.sandbox.tiki import TikiSandbox
 from agrimarket.sync.engine import RunReport, SyncEngine
-from tests.channels.tiki.conftest import FakeClock
+from tests.channels.support import FakeClock
 from tests.media import images
 from tests.sync.support import Farm
 

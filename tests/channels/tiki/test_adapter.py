@@ -33,7 +33,8 @@ from agrimarket.channels.tiki.adapter import SKUS_BATCH
 from agrimarket.models.orders import OrderStatus
 from agrimarket.sandbox.core import Fault
 from agrimarket.sandbox.tiki import TikiSandbox
-from tests.channels.tiki.conftest import BASE, SETTINGS, FakeClock, connect, draft, variant
+from tests.channels.support import FakeClock
+from tests.channels.tiki.conftest import BASE, SETTINGS, connect, draft, variant
 
 TWO = (variant("BUOI-1", "1 quả", 85_000, 12), variant("BUOI-2", "Cặp 2 quả", 160_000, 5))
 

@@ -12,7 +12,8 @@ from starlette.routing import Mount
 from agrimarket.channels.base import PublishState
 from agrimarket.sandbox.core import SandboxConfig
 from agrimarket.sandbox.tiki import REVIEW_STEPS, TikiSandbox
-from tests.channels.tiki.conftest import SETTINGS, FakeClock, connect, draft, variant
+from tests.channels.support import FakeClock
+from tests.channels.tiki.conftest import SETTINGS, connect, draft, variant
 
 
 async def test_a_request_walks_the_review_steps_and_approves_itself_after_review_seconds(clock: FakeClock) -> None:

@@ -22,7 +22,8 @@ from agrimarket.channels.tiktok.adapter import cancel_reason
 from agrimarket.models.orders import OrderStatus
 from agrimarket.sandbox.core import Fault, SandboxConfig
 from agrimarket.sandbox.tiktok import TikTokSandbox
-from tests.channels.tiktok.conftest import BASE, GREEN, RED, SETTINGS, FakeClock, connect, draft, variant
+from tests.channels.support import FakeClock, variant
+from tests.channels.tiktok.conftest import BASE, GREEN, RED, SETTINGS, connect, draft
 
 TWO = (variant("BUOI-1", "1 quả", 120_000, 10), variant("BUOI-2", "Hộp 2 quả", 230_000, 4))
 

@@ -11,7 +11,8 @@ import pytest
 
 from agrimarket.channels.tiktok import TikTokAuth
 from agrimarket.sandbox.tiktok import TikTokSandbox
-from tests.channels.tiktok.conftest import BASE, FakeClock, connect, draft, variant
+from tests.channels.support import FakeClock, variant
+from tests.channels.tiktok.conftest import BASE, connect, draft
 
 
 def auth(shop: dict[str, Any], now: Callable[[], float], *, cipher: bool = True, **changes: Any) -> TikTokAuth:
