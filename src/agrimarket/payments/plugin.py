@@ -35,6 +35,7 @@ from agrimarket.channels.base import (
     WebhookEvent,
 )
 from agrimarket.channels.errors import MalformedEvent
+from agrimarket.channels.plugin_base import PluginBase
 from agrimarket.payments.gateway import gateway, idempotency_key
 from agrimarket.sandbox.stripe import MAX_AMOUNT
 
@@ -126,22 +127,12 @@ class StorefrontAdapter:
         return dict(self.connection.credentials)  # nothing expires
 
 
-class StorefrontPlugin:
-    @property
-    def name(self) -> str:
-        return NAME
+class StorefrontPlugin(PluginBase):
+    credentials_model = StorefrontCredentials
+    settings_model = NoSettings
 
-    @property
-    def capabilities(self) -> Capabilities:
-        return CAPABILITIES
-
-    @property
-    def credentials_schema(self) -> type[BaseModel]:
-        return StorefrontCredentials
-
-    @property
-    def settings_schema(self) -> type[BaseModel]:
-        return NoSettings
+    def __init__(self) -> None:
+        super().__init__(NAME, CAPABILITIES)
 
     def shop_id(self, credentials: Mapping[str, Any]) -> str | None:
         slug = credentials.get("slug")

@@ -8,7 +8,6 @@ from typing import Any
 from urllib.parse import urlencode
 
 import httpx
-from pydantic import BaseModel
 
 from agrimarket.channels.base import (
     AuthorizationRequest,
@@ -25,6 +24,7 @@ from agrimarket.channels.lazada.adapter import LazadaAdapter, token_credentials
 from agrimarket.channels.lazada.client import LazadaClient
 from agrimarket.channels.lazada.schemas import LazadaApp, LazadaCredentials, LazadaSettings
 from agrimarket.channels.lazada.signing import Clock
+from agrimarket.channels.plugin_base import AppPlugin
 from agrimarket.media.rules import LAZADA
 
 NAME = "lazada"
@@ -70,54 +70,24 @@ CAPABILITIES = Capabilities(
 )
 
 
-class LazadaPlugin:
+class LazadaPlugin(AppPlugin[LazadaApp]):
     """``app``: AgriMarket's Lazada app for the authorisation flow (default: read from the environment, see
     :class:`LazadaApp`); a connection's own calls use the app key and secret stored in its credentials.
     ``clock``: the time requests are stamped with (tests move it)."""
 
+    credentials_model = LazadaCredentials
+    settings_model = LazadaSettings
+    shop_id_key = "seller_id"
+    app_missing = "AgriMarket has no Lazada app configured (AGRIMARKET_LAZADA_APP_KEY / AGRIMARKET_LAZADA_APP_SECRET)."
+
     def __init__(self, app: LazadaApp | None = None, *, clock: Clock = time.time) -> None:
-        self._app = app
+        super().__init__(NAME, CAPABILITIES, app, LazadaApp)
         self._clock = clock
-
-    @property
-    def app(self) -> LazadaApp:
-        if self._app is None:
-            self._app = LazadaApp()
-        return self._app
-
-    @property
-    def name(self) -> str:
-        return NAME
-
-    @property
-    def capabilities(self) -> Capabilities:
-        return CAPABILITIES
-
-    @property
-    def credentials_schema(self) -> type[BaseModel]:
-        return LazadaCredentials
-
-    @property
-    def settings_schema(self) -> type[BaseModel]:
-        return LazadaSettings
-
-    def shop_id(self, credentials: Mapping[str, Any]) -> str | None:
-        value = credentials.get("seller_id")
-        return str(value) if value else None
 
     def adapter(self, connection: ConnectionInfo, http: httpx.AsyncClient) -> ChannelAdapter:
         return LazadaAdapter(CAPABILITIES, connection, http, clock=self._clock)
 
     # -- connect by authorisation ----------------------------------------------------------------------------
-
-    def _configured_app(self) -> LazadaApp:
-        app = self.app
-        if not app.configured:
-            raise Rejected(
-                "AgriMarket has no Lazada app configured (AGRIMARKET_LAZADA_APP_KEY / AGRIMARKET_LAZADA_APP_SECRET).",
-                code="app_missing",
-            )
-        return app
 
     def authorization_url(self, request: AuthorizationRequest) -> str:
         settings = LazadaSettings.model_validate(request.settings or {})

@@ -8,7 +8,6 @@ from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import httpx
-from pydantic import BaseModel
 
 from agrimarket.channels.base import (
     AuthorizationRequest,
@@ -21,6 +20,7 @@ from agrimarket.channels.base import (
     RateLimit,
 )
 from agrimarket.channels.errors import ChannelError, Rejected, Retryable
+from agrimarket.channels.plugin_base import PluginBase
 from agrimarket.channels.shopee.adapter import ShopeeAdapter
 from agrimarket.channels.shopee.auth import Clock, public_base, sign
 from agrimarket.channels.shopee.client import ShopeeClient, expires_at
@@ -78,37 +78,20 @@ def _with_query(url: str, extra: Mapping[str, str]) -> str:
     return urlunsplit(parts._replace(query=urlencode(query)))
 
 
-class ShopeePlugin:
+class ShopeePlugin(PluginBase):
     """The app's partner id and key for authorisation come from ``app`` or, by default, from the environment
     (``AGRIMARKET_SHOPEE_PARTNER_ID`` / ``AGRIMARKET_SHOPEE_PARTNER_KEY``, read when needed). A shop's adapter
     uses the partner id and key stored in its credentials."""
 
+    credentials_model = ShopeeCredentials
+    settings_model = ShopeeSettings
+
     def __init__(
         self, *, app: ShopeeApp | None = None, clock: Clock = time.time, capabilities: Capabilities | None = None
     ) -> None:
+        super().__init__(NAME, capabilities or default_capabilities())
         self._app = app
         self._clock = clock
-        self._capabilities = capabilities or default_capabilities()
-
-    @property
-    def name(self) -> str:
-        return NAME
-
-    @property
-    def capabilities(self) -> Capabilities:
-        return self._capabilities
-
-    @property
-    def credentials_schema(self) -> type[BaseModel]:
-        return ShopeeCredentials
-
-    @property
-    def settings_schema(self) -> type[BaseModel]:
-        return ShopeeSettings
-
-    def shop_id(self, credentials: Mapping[str, Any]) -> str | None:
-        value = credentials.get("shop_id")
-        return str(value) if value else None
 
     def adapter(self, connection: ConnectionInfo, http: httpx.AsyncClient) -> ChannelAdapter:
         return ShopeeAdapter(self._capabilities, connection, http, clock=self._clock)

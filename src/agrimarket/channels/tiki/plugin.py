@@ -7,7 +7,6 @@ from collections.abc import Mapping
 from typing import Any
 
 import httpx
-from pydantic import BaseModel
 
 from agrimarket.channels.base import (
     AuthorizationRequest,
@@ -20,6 +19,7 @@ from agrimarket.channels.base import (
     RateLimit,
 )
 from agrimarket.channels.errors import Rejected, Retryable
+from agrimarket.channels.plugin_base import AppPlugin
 from agrimarket.channels.tiki.adapter import SKUS_BATCH, AppCache, Clock, TikiAdapter, token_credentials
 from agrimarket.channels.tiki.auth import TokenEndpoint, authorization_url
 from agrimarket.channels.tiki.client import TikiClient
@@ -61,55 +61,25 @@ CAPABILITIES = Capabilities(
 )
 
 
-class TikiPlugin:
+class TikiPlugin(AppPlugin[TikiApp]):
     """``app``: AgriMarket's Tiki app for the authorisation flow (default: read from the environment, see
     :class:`TikiApp`); a connection's own calls use the client id and secret stored in its credentials.
     ``clock``: the time tokens are dated with (tests move it)."""
 
+    credentials_model = TikiCredentials
+    settings_model = TikiSettings
+    shop_id_key = "seller_id"
+    app_missing = "AgriMarket has no Tiki app configured (AGRIMARKET_TIKI_CLIENT_ID / AGRIMARKET_TIKI_CLIENT_SECRET)."
+
     def __init__(self, app: TikiApp | None = None, *, clock: Clock = time.time) -> None:
-        self._app = app
+        super().__init__(NAME, CAPABILITIES, app, TikiApp)
         self._clock = clock
         self._cache = AppCache()
-
-    @property
-    def app(self) -> TikiApp:
-        if self._app is None:
-            self._app = TikiApp()
-        return self._app
-
-    @property
-    def name(self) -> str:
-        return NAME
-
-    @property
-    def capabilities(self) -> Capabilities:
-        return CAPABILITIES
-
-    @property
-    def credentials_schema(self) -> type[BaseModel]:
-        return TikiCredentials
-
-    @property
-    def settings_schema(self) -> type[BaseModel]:
-        return TikiSettings
-
-    def shop_id(self, credentials: Mapping[str, Any]) -> str | None:
-        value = credentials.get("seller_id")
-        return str(value) if value else None
 
     def adapter(self, connection: ConnectionInfo, http: httpx.AsyncClient) -> ChannelAdapter:
         return TikiAdapter(CAPABILITIES, connection, http, cache=self._cache, clock=self._clock)
 
     # -- connect by authorisation ----------------------------------------------------------------------------
-
-    def _configured_app(self) -> TikiApp:
-        app = self.app
-        if not app.configured:
-            raise Rejected(
-                "AgriMarket has no Tiki app configured (AGRIMARKET_TIKI_CLIENT_ID / AGRIMARKET_TIKI_CLIENT_SECRET).",
-                code="app_missing",
-            )
-        return app
 
     def authorization_url(self, request: AuthorizationRequest) -> str:
         settings = TikiSettings.model_validate(request.settings or {})

@@ -8,7 +8,6 @@ from typing import Any
 from urllib.parse import urlencode
 
 import httpx
-from pydantic import BaseModel
 
 from agrimarket.channels.base import (
     AuthorizationRequest,
@@ -21,6 +20,7 @@ from agrimarket.channels.base import (
     RateLimit,
 )
 from agrimarket.channels.errors import ChannelError, Rejected, Retryable
+from agrimarket.channels.plugin_base import AppPlugin
 from agrimarket.channels.tiktok.adapter import TikTokAdapter, shop_ciphers, token_credentials
 from agrimarket.channels.tiktok.client import TikTokClient, call_json
 from agrimarket.channels.tiktok.schemas import TikTokApp, TikTokCredentials, TikTokSettings
@@ -64,53 +64,22 @@ CAPABILITIES = Capabilities(
 )
 
 
-class TikTokPlugin:
+class TikTokPlugin(AppPlugin[TikTokApp]):
     """``app``: AgriMarket's TikTok Shop app for the authorisation flow (default: from the environment, see
     :class:`TikTokApp`); a connection's own calls use the app key and secret in its credentials."""
 
+    credentials_model = TikTokCredentials
+    settings_model = TikTokSettings
+    app_missing = "AgriMarket has no TikTok Shop app configured (AGRIMARKET_TIKTOK_APP_KEY, _APP_SECRET, _SERVICE_ID)."
+
     def __init__(self, app: TikTokApp | None = None, *, clock: Clock = time.time) -> None:
-        self._app = app
+        super().__init__(NAME, CAPABILITIES, app, TikTokApp)
         self._clock = clock
-
-    @property
-    def app(self) -> TikTokApp:
-        if self._app is None:
-            self._app = TikTokApp()
-        return self._app
-
-    @property
-    def name(self) -> str:
-        return NAME
-
-    @property
-    def capabilities(self) -> Capabilities:
-        return CAPABILITIES
-
-    @property
-    def credentials_schema(self) -> type[BaseModel]:
-        return TikTokCredentials
-
-    @property
-    def settings_schema(self) -> type[BaseModel]:
-        return TikTokSettings
-
-    def shop_id(self, credentials: Mapping[str, Any]) -> str | None:
-        value = credentials.get("shop_id")
-        return str(value) if value else None
 
     def adapter(self, connection: ConnectionInfo, http: httpx.AsyncClient) -> ChannelAdapter:
         return TikTokAdapter(CAPABILITIES, connection, http, clock=self._clock)
 
     # -- connect by authorisation ----------------------------------------------------------------------------
-
-    def _configured_app(self) -> TikTokApp:
-        app = self.app
-        if not app.configured:
-            raise Rejected(
-                "AgriMarket has no TikTok Shop app configured (AGRIMARKET_TIKTOK_APP_KEY, _APP_SECRET, _SERVICE_ID).",
-                code="app_missing",
-            )
-        return app
 
     def authorization_url(self, request: AuthorizationRequest) -> str:
         """The seller's authorisation page for our service. TikTok sends the seller back to the redirect URL
