@@ -15,7 +15,7 @@ import itertools
 import secrets
 import time
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -23,6 +23,8 @@ from typing import Any
 
 import httpx
 from pydantic import Base64Bytes, TypeAdapter
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, RedirectResponse, Response
 
 from agrimarket.observability import get_logger
 
@@ -385,6 +387,41 @@ def _vnd(amount: int) -> str:
 
 def _when(ts: float) -> str:
     return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def own_base_url(request: Request) -> str:
+    """This app's own address, mount prefix included (``request.base_url`` names the outermost app's)."""
+    return str(request.url.replace(path=request.scope.get("root_path", "") + "/", query="", fragment=""))
+
+
+def image_response(market: Marketplace, image_id: str, *, cache_control: str) -> Response:
+    """An image the market stores, as its page and the adapters fetch it (404 when there is none)."""
+    image = market.images.get(image_id)
+    if image is None:
+        return Response(status_code=404)
+    return Response(image.data, media_type=image.content_type, headers={"Cache-Control": cache_control})
+
+
+async def buy_from_page(
+    market: Marketplace,
+    request: Request,
+    shop_id: str,
+    place_order: Callable[[str, Sequence[tuple[str, int]]], Awaitable[object]],
+    *,
+    unknown_product: str,
+) -> Response:
+    """The shop page's "buy" button (``seller_sku``, ``quantity`` at least 1): a paid order, exactly as the sandbox's
+    ``place_order`` makes one; then back to the shop's page."""
+    if shop_id not in market.shops:
+        return HTMLResponse("<p>No such shop.</p>", status_code=404)
+    async with request.form() as form:
+        seller_sku = str(form.get("seller_sku") or "")
+        quantity = str(form.get("quantity") or "1")
+    try:
+        await place_order(shop_id, [(seller_sku, max(int(quantity), 1))])
+    except (KeyError, ValueError):
+        return HTMLResponse(unknown_product, status_code=404)
+    return RedirectResponse(f"{own_base_url(request)}sandbox/shops/{shop_id}", status_code=303)
 
 
 @dataclass(frozen=True)

@@ -62,6 +62,9 @@ from agrimarket.sandbox.core import (
     SandboxConfig,
     Shop,
     Sku,
+    buy_from_page,
+    image_response,
+    own_base_url,
     shop_page,
 )
 
@@ -404,7 +407,7 @@ class LazadaSandbox:
                 await self.market.door(api, shop)
             except Refused as refused:
                 raise self._refusal(refused) from refused
-            call = _Call(params, files, shop, _base_url(request))
+            call = _Call(params, files, shop, own_base_url(request))
             data = await spec.handler(self, call)
         except LazadaError as error:
             self.market.record(api, shop, call.size if call else 0, started, error.code)
@@ -522,10 +525,8 @@ class LazadaSandbox:
         return {"data": {"image": {"url": image.url, "hash_code": image.image_id}}}
 
     async def _image(self, request: Request) -> Response:
-        image = self.market.images.get(request.path_params["image_id"].split(".")[0])
-        if image is None:
-            return Response(status_code=404)
-        return Response(image.data, media_type=image.content_type, headers={"Cache-Control": "max-age=86400"})
+        image_id = request.path_params["image_id"].split(".")[0]
+        return image_response(self.market, image_id, cache_control="max-age=86400")
 
     def _image_ids(self, product: Mapping[str, Any]) -> list[str] | None:
         urls = _listed(product.get("Images"), "Image")
@@ -1044,7 +1045,7 @@ class LazadaSandbox:
     # -- the shop's page -----------------------------------------------------------------------------------
 
     def _links(self, request: Request, seller_id: str) -> PageLinks:
-        base = _base_url(request)
+        base = own_base_url(request)
         return PageLinks(
             image_url=lambda image_id: f"{base}images/{image_id}",
             order_form_action=f"{base}sandbox/shops/{seller_id}/orders",
@@ -1059,22 +1060,13 @@ class LazadaSandbox:
 
     async def _buy(self, request: Request) -> Response:
         """The page's "buy" button: a paid order, exactly as :meth:`place_order` makes one."""
-        seller_id = request.path_params["seller_id"]
-        if seller_id not in self.market.shops:
-            return HTMLResponse("<p>No such shop.</p>", status_code=404)
-        async with request.form() as form:
-            seller_sku = str(form.get("seller_sku") or "")
-            quantity = str(form.get("quantity") or "1")
-        try:
-            await self.place_order(seller_id, [(seller_sku, max(int(quantity), 1))])
-        except (KeyError, ValueError):
-            return HTMLResponse("<p>No such product.</p>", status_code=404)
-        return RedirectResponse(f"{_base_url(request)}sandbox/shops/{seller_id}", status_code=303)
-
-
-def _base_url(request: Request) -> str:
-    """This app's own address, mount prefix included (``request.base_url`` names the outermost app's)."""
-    return str(request.url.replace(path=request.scope.get("root_path", "") + "/", query="", fragment=""))
+        return await buy_from_page(
+            self.market,
+            request,
+            request.path_params["seller_id"],
+            self.place_order,
+            unknown_product="<p>No such product.</p>",
+        )
 
 
 def _esc(value: str) -> str:

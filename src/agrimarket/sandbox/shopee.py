@@ -56,6 +56,7 @@ from agrimarket.sandbox.core import (
     SandboxConfig,
     Shop,
     Sku,
+    image_response,
     shop_page,
 )
 
@@ -775,29 +776,30 @@ class ShopeeSandbox:
         return [e for e in entries if isinstance(e, dict)]
 
     async def _update_stock(self, request: Request, body: dict[str, Any], shop: Shop | None) -> dict[str, Any]:
-        item = self._item(shop, _required(body, "item_id"))
-        entries = self._batch(body, "stock_list")
-        failures: list[dict[str, Any]] = []
-        successes: list[dict[str, Any]] = []
-        for entry in entries:
-            model_id = entry.get("model_id", 0)
-            sku = item.skus.get(model_id) if isinstance(model_id, int) else None
-            if sku is None:
-                failures.append({"model_id": model_id, "failed_reason": f"Model {model_id} does not exist."})
-                continue
-            try:
-                stock = _stock(entry.get("seller_stock"))
-            except ShopeeError as exc:
-                failures.append({"model_id": model_id, "failed_reason": exc.message})
-                continue
-            sku.stock = stock
-            successes.append({"model_id": model_id, "seller_stock": [{"stock": stock}]})
-        item.updated_at = self.market.now()
-        return {"failure_list": failures, "success_list": successes}
+        def apply(sku: Sku, entry: dict[str, Any]) -> dict[str, Any]:
+            sku.stock = _stock(entry.get("seller_stock"))
+            return {"seller_stock": [{"stock": sku.stock}]}
+
+        return self._update_models(shop, body, "stock_list", apply)
 
     async def _update_price(self, request: Request, body: dict[str, Any], shop: Shop | None) -> dict[str, Any]:
+        def apply(sku: Sku, entry: dict[str, Any]) -> dict[str, Any]:
+            sku.price_vnd = _price(entry.get("original_price"))
+            return {"original_price": float(sku.price_vnd)}
+
+        return self._update_models(shop, body, "price_list", apply)
+
+    def _update_models(
+        self,
+        shop: Shop | None,
+        body: dict[str, Any],
+        key: str,
+        apply: Callable[[Sku, dict[str, Any]], dict[str, Any]],
+    ) -> dict[str, Any]:
+        """One item's ``key`` list of ``{model_id, ...}``: ``apply`` sets each model (a ShopeeError it raises, before
+        it changes the model, fails that model alone); the answer lists failures and successes per model."""
         item = self._item(shop, _required(body, "item_id"))
-        entries = self._batch(body, "price_list")
+        entries = self._batch(body, key)
         failures: list[dict[str, Any]] = []
         successes: list[dict[str, Any]] = []
         for entry in entries:
@@ -807,12 +809,11 @@ class ShopeeSandbox:
                 failures.append({"model_id": model_id, "failed_reason": f"Model {model_id} does not exist."})
                 continue
             try:
-                price = _price(entry.get("original_price"))
+                done = apply(sku, entry)
             except ShopeeError as exc:
                 failures.append({"model_id": model_id, "failed_reason": exc.message})
                 continue
-            sku.price_vnd = price
-            successes.append({"model_id": model_id, "original_price": float(price)})
+            successes.append({"model_id": model_id, **done})
         item.updated_at = self.market.now()
         return {"failure_list": failures, "success_list": successes}
 
@@ -1108,10 +1109,7 @@ class ShopeeSandbox:
     # -- pages -------------------------------------------------------------------------------------------------
 
     async def _image(self, request: Request) -> Response:
-        image = self.market.images.get(request.path_params["image_id"])
-        if image is None:
-            return Response(status_code=404)
-        return Response(image.data, media_type=image.content_type, headers={"Cache-Control": "public, max-age=86400"})
+        return image_response(self.market, request.path_params["image_id"], cache_control="public, max-age=86400")
 
     def _links(self, request: Request, shop: Shop) -> PageLinks:
         base = _base(request)

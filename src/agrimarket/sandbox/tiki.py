@@ -72,6 +72,9 @@ from agrimarket.sandbox.core import (
     SandboxConfig,
     Shop,
     Sku,
+    buy_from_page,
+    image_response,
+    own_base_url,
     shop_page,
 )
 
@@ -528,7 +531,7 @@ class TikiSandbox:
                     body = json.loads(raw)
                 except ValueError as exc:
                     raise _bad("The body is not valid JSON.", "INVALID_JSON") from exc
-        return _Call(request, dict(request.query_params), body, shop, _base_url(request), files)
+        return _Call(request, dict(request.query_params), body, shop, own_base_url(request), files)
 
     # -- OAuth --------------------------------------------------------------------------------------------
 
@@ -655,10 +658,8 @@ class TikiSandbox:
         return {"url": image.url}
 
     async def _image(self, request: Request) -> Response:
-        image = self.market.images.get(request.path_params["image_id"].split(".")[0])
-        if image is None:
-            return Response(status_code=404)
-        return Response(image.data, media_type=image.content_type, headers={"Cache-Control": "max-age=86400"})
+        image_id = request.path_params["image_id"].split(".")[0]
+        return image_response(self.market, image_id, cache_control="max-age=86400")
 
     # -- product requests ----------------------------------------------------------------------------------
 
@@ -1047,7 +1048,7 @@ class TikiSandbox:
         shop = self.market.shops.get(request.path_params["seller_id"])
         if shop is None:
             return HTMLResponse("<p>No such shop.</p>", status_code=404)
-        base = _base_url(request)
+        base = own_base_url(request)
         links = PageLinks(
             image_url=lambda image_id: f"{base}images/{image_id}",
             order_form_action=f"{base}sandbox/shops/{shop.shop_id}/orders",
@@ -1067,17 +1068,13 @@ class TikiSandbox:
 
     async def _buy(self, request: Request) -> Response:
         """The page's "buy" button: a paid order, exactly as :meth:`place_order` makes one."""
-        seller_id = request.path_params["seller_id"]
-        if seller_id not in self.market.shops:
-            return HTMLResponse("<p>No such shop.</p>", status_code=404)
-        async with request.form() as form:
-            seller_sku = str(form.get("seller_sku") or "")
-            quantity = str(form.get("quantity") or "1")
-        try:
-            await self.place_order(seller_id, [(seller_sku, max(int(quantity), 1))])
-        except (KeyError, ValueError):
-            return HTMLResponse("<p>That product is not on sale.</p>", status_code=404)
-        return RedirectResponse(f"{_base_url(request)}sandbox/shops/{seller_id}", status_code=303)
+        return await buy_from_page(
+            self.market,
+            request,
+            request.path_params["seller_id"],
+            self.place_order,
+            unknown_product="<p>That product is not on sale.</p>",
+        )
 
 
 def _refusal(refused: Refused) -> TikiError:
@@ -1086,11 +1083,6 @@ def _refusal(refused: Refused) -> TikiError:
     if refused.fault is Fault.timeout:
         return TikiError(504, "GATEWAY_TIMEOUT", "The upstream service timed out.")
     return TikiError(500, "INTERNAL_ERROR", "Internal server error.")
-
-
-def _base_url(request: Request) -> str:
-    """This app's own address, mount prefix included (``request.base_url`` names the outermost app's)."""
-    return str(request.url.replace(path=request.scope.get("root_path", "") + "/", query="", fragment=""))
 
 
 def _esc(value: str) -> str:

@@ -81,6 +81,8 @@ from agrimarket.sandbox.core import (
     SandboxConfig,
     Shop,
     Sku,
+    image_response,
+    own_base_url,
     shop_page,
 )
 
@@ -175,11 +177,6 @@ def _param(message: str) -> TikTokError:
 
 def _refused(message: str) -> TikTokError:
     return TikTokError(PRODUCT_REFUSED, message)
-
-
-def _base(request: Request) -> str:
-    """This app's own address, mount prefix included (``request.base_url`` names the outermost app's)."""
-    return str(request.url.replace(path=request.scope.get("root_path", "") + "/", query="", fragment=""))
 
 
 def _amount(price: Any, name: str) -> int:
@@ -611,7 +608,7 @@ class TikTokSandbox:
         low, high = (300, 4000) if use_case == "MAIN_IMAGE" else (100, 20000)
         if min(width, height) < low or max(width, height) > high:
             raise _refused(f"Each side of a {use_case} must be between {low} and {high} px.")
-        base = _base(request)
+        base = own_base_url(request)
         image = self.market.store_image(data, IMAGE_FORMATS[kind], lambda i: f"{base}sandbox/images/{i}")
         return {
             "uri": self._uri(image.image_id),
@@ -628,10 +625,7 @@ class TikTokSandbox:
         return image_id
 
     async def _image(self, request: Request) -> Response:
-        image = self.market.images.get(request.path_params["image_id"])
-        if image is None:
-            return Response(status_code=404)
-        return Response(image.data, media_type=image.content_type, headers={"Cache-Control": "public, max-age=86400"})
+        return image_response(self.market, request.path_params["image_id"], cache_control="public, max-age=86400")
 
     # -- products ----------------------------------------------------------------------------------------------
 
@@ -1172,7 +1166,7 @@ class TikTokSandbox:
     # -- the shop's page ---------------------------------------------------------------------------------------
 
     def _links(self, request: Request, shop: Shop) -> PageLinks:
-        base = _base(request)
+        base = own_base_url(request)
         return PageLinks(
             image_url=lambda image_id: f"{base}sandbox/images/{image_id}",
             order_form_action=f"{base}sandbox/shops/{shop.shop_id}/orders",
@@ -1196,4 +1190,4 @@ class TikTokSandbox:
             await self.place_order(shop.shop_id, [(seller_sku, 1)])
         except KeyError:
             return HTMLResponse("<p>This shop does not sell that SKU.</p>", status_code=404)
-        return RedirectResponse(f"{_base(request)}sandbox/shops/{shop.shop_id}", status_code=303)
+        return RedirectResponse(f"{own_base_url(request)}sandbox/shops/{shop.shop_id}", status_code=303)
