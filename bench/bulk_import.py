@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import json
 import os
 import random
@@ -32,8 +31,6 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
@@ -41,10 +38,11 @@ from typing import Any
 from sqlalchemy import make_url, text
 
 from agrimarket import migrate
-from agrimarket.config import Environment, Settings, new_fernet_key
+from agrimarket.config import Settings, new_fernet_key
 from agrimarket.db import create_engine, make_sessionmaker, transaction
 from agrimarket.kit.text import fold
 from agrimarket.observability import configure_logging
+from bench._common import bench_settings, reset_peak, status_kib, throwaway_database
 
 HOUSEHOLDS = 40
 SEED = 20261204
@@ -161,23 +159,8 @@ async def wipe_catalogue(settings: Settings) -> None:
 # -- the two methods, each in a fresh process -------------------------------------------------------------------
 
 
-def _status_kib(field: str) -> int | None:
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith(f"{field}:"):
-                return int(line.split()[1])
-    except OSError:
-        return None
-    return None
-
-
-def _reset_peak() -> None:
-    with contextlib.suppress(OSError):
-        Path("/proc/self/clear_refs").write_text("5")
-
-
 def _peak_mb() -> float:
-    kib = _status_kib("VmHWM")
+    kib = status_kib("VmHWM")
     if kib is None:
         import resource
 
@@ -227,7 +210,7 @@ async def run_import(settings: Settings, world: dict[str, Any], path: Path) -> d
             )
 
         payload = {"import_id": str(job_id)}
-        _reset_peak()
+        reset_peak()
         started = time.perf_counter()
         await tasks.preview_import(context(tasks.PREVIEW_KIND), payload)
         previewed = time.perf_counter()
@@ -325,7 +308,7 @@ COLUMNS = {
 def run_floor(settings: Settings, world: dict[str, Any], path: Path) -> dict[str, Any]:
     rows = floor_rows(world, path)
     url = make_url(settings.database_url)
-    _reset_peak()
+    reset_peak()
     if url.get_backend_name() == "sqlite":
         import sqlite3
 
@@ -391,26 +374,6 @@ def _in_fresh_process(method: str, settings: Settings, world: dict[str, Any], pa
     return result
 
 
-@contextmanager
-def throwaway_database(directory: Path, given: str | None) -> Iterator[str]:
-    """SQLite in ``directory``, or a new PostgreSQL database beside ``given`` (dropped afterwards)."""
-    if not given:
-        yield f"sqlite+aiosqlite:///{directory / 'bench.db'}"
-        return
-    import psycopg
-
-    url = make_url(given)
-    name = f"agrimarket_bench_{uuid.uuid4().hex[:10]}"
-    admin_dsn = url.set(drivername="postgresql").render_as_string(hide_password=False)
-    with psycopg.connect(admin_dsn, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')  # name is ours: hex only
-    try:
-        yield url.set(database=name).render_as_string(hide_password=False)
-    finally:
-        with psycopg.connect(admin_dsn, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--rows", type=int, default=100_000)
@@ -420,15 +383,7 @@ def main(argv: list[str] | None = None) -> int:
     directory = Path(tempfile.mkdtemp(prefix="agrimarket-bench-import-"))
     try:
         with throwaway_database(directory, args.database_url) as url:
-            settings = Settings(
-                env=Environment.test,
-                data_dir=directory / "data",
-                database_url=url,
-                secret_key=secrets.token_urlsafe(32),
-                encryption_keys=new_fernet_key(),
-                auto_migrate=False,
-                log_level="WARNING",
-            )
+            settings = bench_settings(directory, url)
             migrate.upgrade(settings)
             world = asyncio.run(make_world(settings))
             path = directory / "hop-tac-xa-san-pham.csv"

@@ -36,6 +36,7 @@ from PIL import Image, ImageCms, ImageDraw, ImageFilter, ImageOps
 
 from agrimarket.media import pipeline
 from agrimarket.media.rules import DEFAULT_RULES, ImageRule
+from bench._common import status_kib
 
 RULES: list[ImageRule] = list(DEFAULT_RULES.values())
 # 12 MP as iPhones and Pixels write it (Samsung: 4000 × 3000).
@@ -124,16 +125,6 @@ def _pin_to_one_core() -> int | None:
     return core
 
 
-def _status_kib(field: str) -> int | None:
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith(f"{field}:"):
-                return int(line.split()[1])
-    except OSError:
-        return None
-    return None
-
-
 def _peak_mb_of(run: Callable[[], object]) -> float:
     """Resident memory one call adds at its peak, over the process before it.
 
@@ -141,7 +132,7 @@ def _peak_mb_of(run: Callable[[], object]) -> float:
     which is only right when this run sets the process's peak.
     """
     gc.collect()
-    before = _status_kib("VmRSS")
+    before = status_kib("VmRSS")
     try:
         Path("/proc/self/clear_refs").write_text("5")
     except OSError:
@@ -152,7 +143,7 @@ def _peak_mb_of(run: Callable[[], object]) -> float:
         grown = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base
         return grown / (1024 * 1024) if sys.platform == "darwin" else grown / 1024
     run()
-    return ((_status_kib("VmHWM") or before) - before) / 1024
+    return ((status_kib("VmHWM") or before) - before) / 1024
 
 
 def worker(method: str, path: Path, iterations: int) -> WorkerReport:

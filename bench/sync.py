@@ -45,15 +45,13 @@ import io
 import json
 import math
 import random
-import secrets
 import shutil
 import sys
 import tempfile
 import time
 import uuid
 from collections import Counter
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -61,7 +59,7 @@ from typing import Any
 import httpx
 from PIL import Image, ImageDraw
 from pydantic import BaseModel
-from sqlalchemy import func, make_url, select
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from agrimarket import migrate
@@ -71,7 +69,7 @@ from agrimarket.catalog.schemas import ProductCreate
 from agrimarket.catalog.service import CatalogService
 from agrimarket.channels.base import Capabilities, ChannelAdapter, ChannelPlugin, ConnectionInfo, RateLimit
 from agrimarket.channels.registry import ChannelRegistry, load
-from agrimarket.config import Environment, Settings, new_fernet_key
+from agrimarket.config import Settings
 from agrimarket.db import create_engine, make_sessionmaker, transaction
 from agrimarket.inventory.repository import InventoryRepository
 from agrimarket.inventory.service import InventoryService
@@ -99,6 +97,8 @@ from agrimarket.sync.queue import SYNC_KIND, request_sync
 from agrimarket.sync.runtime import SyncRuntime, use_runtime
 from agrimarket.sync.tasks import sync_connection
 from agrimarket.worker import Registry, RetryLater, Worker
+from bench._common import bench_settings
+from bench._common import throwaway_database as throwaway_database  # bench.orders imports it from here
 
 SEED = 20_240_611
 LATENCY = 0.05
@@ -462,26 +462,6 @@ class ShopFigures:
 # -- the run ----------------------------------------------------------------------------------------------------
 
 
-@contextmanager
-def throwaway_database(directory: Path, given: str | None) -> Iterator[str]:
-    """SQLite in ``directory``, or a new PostgreSQL database beside ``given`` (dropped afterwards)."""
-    if not given:
-        yield f"sqlite+aiosqlite:///{directory / 'bench.db'}"
-        return
-    import psycopg
-
-    url = make_url(given)
-    name = f"agrimarket_bench_{uuid.uuid4().hex[:10]}"
-    admin_dsn = url.set(drivername="postgresql").render_as_string(hide_password=False)
-    with psycopg.connect(admin_dsn, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')  # name is ours: hex only
-    try:
-        yield url.set(database=name).render_as_string(hide_password=False)
-    finally:
-        with psycopg.connect(admin_dsn, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
 async def run(settings: Settings, args: argparse.Namespace) -> dict[str, Any]:
     rng = random.Random(args.seed)
     shops = make_shops()
@@ -646,15 +626,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     directory = Path(tempfile.mkdtemp(prefix="agrimarket-bench-sync-"))
     try:
         with throwaway_database(directory, args.database_url) as url:
-            settings = Settings(
-                env=Environment.test,
-                data_dir=directory / "data",
-                database_url=url,
-                secret_key=secrets.token_urlsafe(32),
-                encryption_keys=new_fernet_key(),
-                auto_migrate=False,
-                log_level="WARNING",
-            )
+            settings = bench_settings(directory, url)
             migrate.upgrade(settings)
             result = asyncio.run(run(settings, args))
     finally:
