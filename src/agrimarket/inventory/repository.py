@@ -46,6 +46,13 @@ def like_pattern(folded: str) -> str:
     return f"%{escaped}%"
 
 
+async def lock_listings(session: AsyncSession, *where: ColumnElement[bool]) -> list[uuid.UUID]:
+    """Row-lock the listings matching ``where`` in id order (PostgreSQL), before changing them: the one order every
+    writer of several listings in a transaction keeps. Their ids."""
+    result = await session.execute(select(Listing.id).where(*where).order_by(Listing.id).with_for_update())
+    return list(result.scalars())
+
+
 class InventoryRepository:
     """Plain queries, or, between :meth:`begin_batch` and :meth:`end_batch`, a batch's: its variants, locked levels
     and movement references read at once up front, and the writes (movements, levels, listings made dirty) made
@@ -202,9 +209,17 @@ class InventoryRepository:
         if self._batch is not None:
             self._batch.dirty.update(variant_ids)
             return 0
+        which = [Listing.variant_id.in_(list(variant_ids)), Listing.status != ListingStatus.delisted]
+        if self.session.get_bind().dialect.name == "postgresql":
+            # Row locks on listings are always taken in id order (the sync engine records in that order too): an
+            # UPDATE alone locks in whatever order its scan finds the rows, and two writers doing that deadlock.
+            ids = await lock_listings(self.session, *which)
+            if not ids:
+                return 0
+            which = [Listing.id.in_(ids)]
         result = await self.session.execute(
             update(Listing)
-            .where(Listing.variant_id.in_(list(variant_ids)), Listing.status != ListingStatus.delisted)
+            .where(*which)
             .values(desired_version=Listing.desired_version + 1)
             .returning(Listing.connection_id, Listing.organization_id)
             .execution_options(synchronize_session=False)

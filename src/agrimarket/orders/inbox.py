@@ -225,14 +225,17 @@ class InboxDrainer:
             raise RetryLater(message, retry_after=retry_after) from exc
         missing_word = shop.plugin.capabilities.display_name
         by_event = list(order_ids_of.items())
+        if plain or unreadable:
+            # Its own transaction: marking a whole shop's listings dirty and an ingest's variants' listings in one
+            # would lock two sets of listings one after the other, not in one id order.
+            async with transaction(self.sessionmaker) as session:
+                await self._settle_plain(session, connection, plain, unreadable, stock_changed)
         # Short write transactions: a chunk of events with their orders each, so pushes (and every other writer)
         # get the write lock in between. An event is handled in the transaction that ingests its orders.
-        for start in range(0, max(len(by_event), 1), self.chunk_size):
+        for start in range(0, len(by_event), self.chunk_size):
             chunk = by_event[start : start + self.chunk_size]
             async with transaction(self.sessionmaker) as session:
                 repo = OrderRepository(session)
-                if start == 0:
-                    await self._settle_plain(session, connection, plain, unreadable, stock_changed)
                 names = list(dict.fromkeys(i for _event, ids in chunk for i in ids))
                 if names:
                     service = OrderService(repo, InventoryService(InventoryRepository(session)))

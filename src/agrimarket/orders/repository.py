@@ -11,7 +11,7 @@ from sqlalchemy import CursorResult, and_, exists, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from agrimarket.inventory.repository import keyset
+from agrimarket.inventory.repository import keyset, lock_listings
 from agrimarket.kit.pagination import Cursor
 from agrimarket.models import (
     ChannelConnection,
@@ -191,9 +191,13 @@ class OrderRepository:
     async def mark_shop_listings_dirty(self, connection: ChannelConnection) -> int:
         """Every listing of one shop needs pushing again (the platform changed stock on its side): our absolute
         quantities go out once more."""
+        which = [Listing.connection_id == connection.id, Listing.status != ListingStatus.delisted]
+        if self.session.get_bind().dialect.name == "postgresql":
+            ids = await lock_listings(self.session, *which)  # in id order, as every writer of listings
+            which = [Listing.id.in_(ids)]
         result = await self.session.execute(
             update(Listing)
-            .where(Listing.connection_id == connection.id, Listing.status != ListingStatus.delisted)
+            .where(*which)
             .values(desired_version=Listing.desired_version + 1)
             .execution_options(synchronize_session=False)
         )

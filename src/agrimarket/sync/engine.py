@@ -712,7 +712,8 @@ class _Run:
             ):
                 self._lease_lost = True
                 raise LeaseLost
-            for row in rows:
+            # In listing id order, as every writer of several listings locks them (see ``lock_listings``).
+            for row in sorted(rows, key=lambda r: r.listing_id):
                 values = {**row.values(), "pushed_at": now}
                 written = await repo.record(row.listing_id, row.read_version, done=row.done, values=values)
                 self.report.recorded += int(written and row.done)
