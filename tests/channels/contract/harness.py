@@ -8,10 +8,12 @@ then runs against it unchanged.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any, Protocol
 
 import httpx
+from starlette.applications import Starlette
 
 from agrimarket.channels.base import ChannelAdapter, ChannelPlugin, ConnectionInfo
 from agrimarket.channels.lazada import LazadaPlugin
@@ -79,27 +81,50 @@ def _info(channel: str, shop_id: str, credentials: dict[str, object], settings: 
     )
 
 
-def shopee() -> Platform:
-    pushes = PushReceiver()
-    to_us = httpx.AsyncClient(transport=httpx.ASGITransport(app=pushes.app()))
-    sandbox = ShopeeSandbox(_config(), http=to_us)
+class _Sandbox(Protocol):
+    """What the suite uses of every marketplace sandbox."""
+
+    @property
+    def app(self) -> Starlette: ...
+
+    @property
+    def market(self) -> Marketplace: ...
+
+    def add_shop(self, name: str, /) -> Mapping[str, Any]: ...
+
+    async def place_order(self, shop_id: str, lines: Sequence[tuple[str, int]], /) -> Any: ...
+
+
+def _platform(
+    channel: str,
+    sandbox: _Sandbox,
+    plugin: ChannelPlugin,
+    shop_key: str,
+    settings: dict[str, object],
+    *,
+    pushes: PushReceiver,
+    clients: list[httpx.AsyncClient],
+    set_callback: Callable[[str, str | None], None] | None = None,
+    order_id: Callable[[Any], str] = str,
+) -> Platform:
+    """One shop on ``sandbox``, its id the credentials' ``shop_key``; pushes (where ``set_callback`` is given) to its
+    connection's callback URL; a buyer's order named by ``order_id`` of what ``place_order`` returns."""
     to_sandbox = httpx.AsyncClient(transport=httpx.ASGITransport(app=sandbox.app))
     credentials: dict[str, object] = dict(sandbox.add_shop("Vườn sầu riêng Bình Phước"))
-    shop_id = str(credentials["shop_id"])
-    settings: dict[str, object] = {"base_url": "http://shopee.test", "variation_delay_seconds": 0}
-    plugin = ShopeePlugin()
-    info = _info("shopee", shop_id, credentials, settings)
+    shop_id = str(credentials[shop_key])
+    info = _info(channel, shop_id, credentials, settings)
     assert info.callback_url is not None
-    sandbox.set_callback(shop_id, info.callback_url)
+    if set_callback is not None:
+        set_callback(shop_id, info.callback_url)
 
     async def buy(seller_sku: str, quantity: int) -> str:
-        return await sandbox.place_order(shop_id, [(seller_sku, quantity)])
+        return order_id(await sandbox.place_order(shop_id, [(seller_sku, quantity)]))
 
     def rebuild(new_credentials: dict[str, object]) -> ChannelAdapter:
-        return plugin.adapter(_info("shopee", shop_id, new_credentials, settings), to_sandbox)
+        return plugin.adapter(_info(channel, shop_id, new_credentials, settings), to_sandbox)
 
     return Platform(
-        "shopee",
+        channel,
         plugin,
         plugin.adapter(info, to_sandbox),
         sandbox.market,
@@ -107,78 +132,67 @@ def shopee() -> Platform:
         pushes,
         info.callback_url,
         buy,
-        [to_us, to_sandbox],
+        [*clients, to_sandbox],
         rebuild,
     )
 
 
-def lazada() -> Platform:
+def _receiver() -> tuple[PushReceiver, httpx.AsyncClient]:
+    """Our callback URL, and the client a sandbox pushes to it with."""
     pushes = PushReceiver()
-    to_us = httpx.AsyncClient(transport=httpx.ASGITransport(app=pushes.app()))
+    return pushes, httpx.AsyncClient(transport=httpx.ASGITransport(app=pushes.app()))
+
+
+def shopee() -> Platform:
+    pushes, to_us = _receiver()
+    sandbox = ShopeeSandbox(_config(), http=to_us)
+    settings: dict[str, object] = {"base_url": "http://shopee.test", "variation_delay_seconds": 0}
+    return _platform(
+        "shopee",
+        sandbox,
+        ShopeePlugin(),
+        "shop_id",
+        settings,
+        pushes=pushes,
+        clients=[to_us],
+        set_callback=sandbox.set_callback,
+    )
+
+
+def lazada() -> Platform:
+    pushes, to_us = _receiver()
     sandbox = LazadaSandbox(_config(), http=to_us)
-    to_sandbox = httpx.AsyncClient(transport=httpx.ASGITransport(app=sandbox.app))
-    credentials: dict[str, object] = dict(sandbox.add_shop("Vườn sầu riêng Bình Phước"))
-    shop_id = str(credentials["seller_id"])
     settings: dict[str, object] = {
         "api_url": "http://lazada.test/rest",
         "auth_url": "http://lazada.test/auth",
         "primary_category": 10000476,
     }
-    plugin = LazadaPlugin()
-    info = _info("lazada", shop_id, credentials, settings)
-    assert info.callback_url is not None
-    sandbox.set_callback(shop_id, info.callback_url)
-
-    async def buy(seller_sku: str, quantity: int) -> str:
-        return (await sandbox.place_order(shop_id, [(seller_sku, quantity)])).order_id
-
-    def rebuild(new_credentials: dict[str, object]) -> ChannelAdapter:
-        return plugin.adapter(_info("lazada", shop_id, new_credentials, settings), to_sandbox)
-
-    return Platform(
+    return _platform(
         "lazada",
-        plugin,
-        plugin.adapter(info, to_sandbox),
-        sandbox.market,
-        shop_id,
-        pushes,
-        info.callback_url,
-        buy,
-        [to_us, to_sandbox],
-        rebuild,
+        sandbox,
+        LazadaPlugin(),
+        "seller_id",
+        settings,
+        pushes=pushes,
+        clients=[to_us],
+        set_callback=sandbox.set_callback,
+        order_id=lambda order: order.order_id,
     )
 
 
 def tiktok() -> Platform:
-    pushes = PushReceiver()
-    to_us = httpx.AsyncClient(transport=httpx.ASGITransport(app=pushes.app()))
+    pushes, to_us = _receiver()
     sandbox = TikTokSandbox(_config(), http=to_us)
-    to_sandbox = httpx.AsyncClient(transport=httpx.ASGITransport(app=sandbox.app))
-    credentials: dict[str, object] = dict(sandbox.add_shop("Vườn sầu riêng Bình Phước"))
-    shop_id = str(credentials["shop_id"])
     settings: dict[str, object] = {"api_url": "http://tiktok.test", "auth_url": "http://tiktok.test/auth"}
-    plugin = TikTokPlugin()
-    info = _info("tiktok", shop_id, credentials, settings)
-    assert info.callback_url is not None
-    sandbox.set_callback(shop_id, info.callback_url)
-
-    async def buy(seller_sku: str, quantity: int) -> str:
-        return await sandbox.place_order(shop_id, [(seller_sku, quantity)])
-
-    def rebuild(new_credentials: dict[str, object]) -> ChannelAdapter:
-        return plugin.adapter(_info("tiktok", shop_id, new_credentials, settings), to_sandbox)
-
-    return Platform(
+    return _platform(
         "tiktok",
-        plugin,
-        plugin.adapter(info, to_sandbox),
-        sandbox.market,
-        shop_id,
-        pushes,
-        info.callback_url,
-        buy,
-        [to_us, to_sandbox],
-        rebuild,
+        sandbox,
+        TikTokPlugin(),
+        "shop_id",
+        settings,
+        pushes=pushes,
+        clients=[to_us],
+        set_callback=sandbox.set_callback,
     )
 
 
@@ -186,38 +200,13 @@ def tiki() -> Platform:
     """Tiki reviews every product request; here its reviews approve at once (``review_seconds=0``), so a publish is
     live with its ids as on the other channels (the review itself has its own tests). Tiki pushes nothing: its
     events are pulled, so ``pushes`` stays empty."""
-    pushes = PushReceiver()
-    sandbox = TikiSandbox(_config(), review_seconds=0)
-    to_sandbox = httpx.AsyncClient(transport=httpx.ASGITransport(app=sandbox.app))
-    credentials: dict[str, object] = dict(sandbox.add_shop("Vườn sầu riêng Bình Phước"))
-    shop_id = str(credentials["seller_id"])
     settings: dict[str, object] = {
         "api_url": "http://tiki.test",
         "auth_url": "http://tiki.test/sc/oauth2",
         "category_id": 8322,
     }
-    plugin = TikiPlugin()
-    info = _info("tiki", shop_id, credentials, settings)
-    assert info.callback_url is not None
-
-    async def buy(seller_sku: str, quantity: int) -> str:
-        return await sandbox.place_order(shop_id, [(seller_sku, quantity)])
-
-    def rebuild(new_credentials: dict[str, object]) -> ChannelAdapter:
-        return plugin.adapter(_info("tiki", shop_id, new_credentials, settings), to_sandbox)
-
-    return Platform(
-        "tiki",
-        plugin,
-        plugin.adapter(info, to_sandbox),
-        sandbox.market,
-        shop_id,
-        pushes,
-        info.callback_url,
-        buy,
-        [to_sandbox],
-        rebuild,
-    )
+    sandbox = TikiSandbox(_config(), review_seconds=0)
+    return _platform("tiki", sandbox, TikiPlugin(), "seller_id", settings, pushes=PushReceiver(), clients=[])
 
 
 Harness = Callable[[], Platform]
