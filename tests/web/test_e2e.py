@@ -167,10 +167,11 @@ def test_a_farmer_on_a_phone_sells_on_a_sandbox_marketplace_and_ships(
         shopee = page.locator("li.shop", has_text="Shopee").first
         expect(shopee.locator(".chip")).to_have_attribute("data-state", "unlisted")
         phone_grade("shops")
-        shopee.locator("button", has_text="Đăng bán").click()
+        with page.expect_navigation():  # the form posts and is sent back to this page (303)
+            shopee.locator("button", has_text="Đăng bán").click()
 
         def live() -> bool:
-            page.reload()
+            page.goto(f"{base_url}/products/{product_id}/shops")  # a fresh load, never a reload racing a navigation
             return (
                 page.locator("li.shop", has_text="Shopee").first.locator(".chip").get_attribute("data-state") == "live"
             )
