@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -15,35 +14,15 @@ from fastapi import FastAPI
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from agrimarket import migrate
-from agrimarket.app import create_app
 from agrimarket.config import Settings
-from agrimarket.db import make_sessionmaker, reader
+from agrimarket.db import make_sessionmaker
 from agrimarket.imports import tasks
 from agrimarket.models import Product, StockLevel, StockMovement, Variant
 from agrimarket.worker import Registry, Worker
-from tests.conftest import _wipe
 from tests.factories import Account, register
 from tests.imports.support import HEADER
 
 ROWS = 100_000
-
-
-@pytest.fixture
-async def worker_app(migrated: Settings, engine: AsyncEngine) -> AsyncIterator[tuple[FastAPI, Settings]]:
-    """The app on committing transactions, sending every file to the worker (no inline size)."""
-    settings = migrated.model_copy(
-        update={"import_inline_max_kb": 0, "worker_poll_interval_seconds": 0.2, "worker_lease_seconds": 120.0}
-    )
-    app = create_app(settings)
-    app.state.engine = engine
-    app.state.migration_head = migrate.head_revision(settings)
-    app.state.sessionmaker = make_sessionmaker(engine)
-    app.state.read_sessionmaker = make_sessionmaker(reader(engine))
-    try:
-        yield app, settings
-    finally:
-        await _wipe(engine)
 
 
 def generated_csv(path: Path, rows: int) -> None:

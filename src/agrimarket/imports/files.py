@@ -9,6 +9,7 @@ from the file), and any other backend gets the bytes in one piece, within the up
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import os
 import shutil
@@ -105,5 +106,47 @@ async def fetched(storage: Storage, key: str, directory: Path) -> AsyncIterator[
             async for chunk in storage.stream(key, chunk_size=CHUNK):
                 await asyncio.to_thread(handle.write, chunk)
         yield path
+    finally:
+        await asyncio.to_thread(path.unlink, missing_ok=True)
+
+
+@asynccontextmanager
+async def fetched_if_stored(storage: Storage, key: str, directory: Path) -> AsyncIterator[Path | None]:
+    """Like :func:`fetched`, with None for a key that is not stored."""
+    async with contextlib.AsyncExitStack() as stack:
+        try:
+            path: Path | None = await stack.enter_async_context(fetched(storage, key, directory))
+        except MissingObject:
+            path = None
+        yield path
+
+
+class Staged:
+    """A local file being written, to be put in the storage under ``key`` by :meth:`keep`."""
+
+    def __init__(self, storage: Storage, key: str, path: Path) -> None:
+        self.storage = storage
+        self.key = key
+        self.path = path
+
+    async def keep(self) -> None:
+        if isinstance(self.storage, LocalStorage):
+            # Written in the target's own folder: a rename puts it in place, without a copy.
+            await asyncio.to_thread(os.replace, self.path, self.storage.path_for(self.key))
+        else:
+            await store(self.storage, self.key, self.path)
+
+
+@asynccontextmanager
+async def staged(storage: Storage, key: str, directory: Path) -> AsyncIterator[Staged]:
+    """A local file to write and then keep in the storage under ``key``; removed if not kept by the block's end."""
+    check_key(key)
+    if isinstance(storage, LocalStorage):
+        directory = storage.path_for(key).parent
+    fd, name = await asyncio.to_thread(_temporary, directory, ".tmp-")
+    os.close(fd)
+    path = Path(name)
+    try:
+        yield Staged(storage, key, path)
     finally:
         await asyncio.to_thread(path.unlink, missing_ok=True)

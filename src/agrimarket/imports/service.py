@@ -1,9 +1,9 @@
 """Bulk import rules: who may import for whom, the preview, and the apply. Never commits.
 
 One pass over the file does both jobs. It reads rows in chunks of ``CHUNK_ROWS``; checks each row on its own
-(``validation``), then the chunk against the database in one query (is the SKU new, archived, below what orders
-hold?), and sorts every row into create, update, unchanged or error. A preview stops there. An apply writes each
-chunk's changes in a few bulk statements, in the caller's transaction, inside a savepoint: in ``all_or_nothing``
+(``validation``; an apply after a worker's preview reads the preview's verdicts instead, see ``checked``), then
+the chunk against the database in one query (is the SKU new, archived, below what orders hold?), and sorts every
+row into create, update, unchanged or error. A preview stops there. An apply writes each chunk's changes in a few bulk statements, in the caller's transaction, inside a savepoint: in ``all_or_nothing``
 mode the first error stops the writing and the savepoint is rolled back at the end (so the database is as it was,
 and every error is still reported); in ``valid_rows`` mode the rows with errors are left out.
 
@@ -20,6 +20,7 @@ a SKU given twice and the products the file leaves out) and each product the fil
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import itertools
 import secrets
@@ -33,12 +34,12 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from agrimarket.accounts.permissions import Access
-from agrimarket.catalog.fields import clean_sku
 from agrimarket.errors import Conflict, NotFound
-from agrimarket.imports.parsing import FileProblem, RawRow, RowSource
+from agrimarket.imports.checked import Checked, CheckedRows, CheckedWriter, FileRows
+from agrimarket.imports.parsing import FileProblem, RowSource
 from agrimarket.imports.progress import NoProgress, Progress
 from agrimarket.imports.repository import Existing, Household, ImportRepository
-from agrimarket.imports.validation import DEFAULT_VARIANT_NAME, RowError, ValidRow, as_text, check_row, column_name
+from agrimarket.imports.validation import DEFAULT_VARIANT_NAME, RowError, ValidRow, as_text, column_name
 from agrimarket.kit.pagination import Cursor
 from agrimarket.kit.phone import normalize_vn_mobile
 from agrimarket.kit.text import fold as fold_text
@@ -91,6 +92,19 @@ class AllOrNothingFailed(Exception):
     def __init__(self, tally: Tally) -> None:
         super().__init__(f"{tally.error_rows} rows have errors")
         self.tally = tally
+
+
+class RowFeed(Protocol):
+    """Where a pass gets its rows, checked on their own: the file itself, or what its preview kept."""
+
+    @property
+    def headers(self) -> dict[str, str]:
+        """Field → the file's header, once the first chunk is read."""
+
+    @property
+    def fraction_read(self) -> float: ...
+
+    def chunks(self) -> Iterator[list[Checked]]: ...
 
 
 class ErrorSink(Protocol):
@@ -262,21 +276,21 @@ class ImportPass:
 
     # -- the loop -------------------------------------------------------------------------------------------------
 
-    async def run(self, source: RowSource) -> Tally:
-        rows = source.rows()
+    async def run(self, feed: RowFeed) -> Tally:
+        chunks = feed.chunks()
         while True:
-            chunk = await asyncio.to_thread(_take, rows, CHUNK_ROWS)
-            if not chunk:
+            chunk = await asyncio.to_thread(next, chunks, None)
+            if chunk is None:
                 break
-            self.headers = source.layout.headers
+            self.headers = feed.headers
             if self.tally.rows + len(chunk) > MAX_ROWS:
                 raise FileProblem(
                     f"This file has more than {MAX_ROWS:,} rows. Split it into smaller files.", line=chunk[-1].line
                 )
             await self._chunk(chunk)
-            total = self.expected_rows or _estimate(self.tally.rows, source.fraction_read)
+            total = self.expected_rows or _estimate(self.tally.rows, feed.fraction_read)
             await self.progress.report(self.tally.rows, total)
-        self.headers = source.layout.headers
+        self.headers = feed.headers
         await self._finish()
         await self.sink.close()
         await self.progress.report(self.tally.rows, self.tally.rows, force=True)
@@ -284,30 +298,27 @@ class ImportPass:
             raise AllOrNothingFailed(self.tally)
         return self.tally
 
-    async def _chunk(self, chunk: list[RawRow]) -> None:
+    async def _chunk(self, chunk: list[Checked]) -> None:
         checked: list[tuple[ValidRow, uuid.UUID]] = []
         household_column = column_name("household", self.headers)
         sku_column = column_name("sku", self.headers)
-        for raw in chunk:
+        for item in chunk:
             self.tally.rows += 1
-            result = check_row(raw.line, raw.cells, self.headers)
-            errors = result if isinstance(result, list) else []
-            row = result if isinstance(result, ValidRow) else None
-            household = row.household if row is not None else as_text(raw.cells.get("household")).strip() or None
-            owner = self.households.resolve(raw.line, household, household_column)
+            errors = list(item.errors)
+            owner = self.households.resolve(item.line, item.household, household_column)
             if isinstance(owner, RowError):
                 errors.append(owner)
                 org_id = None
             else:
                 org_id = owner
                 self.tally.households[org_id] = self.tally.households.get(org_id, 0) + 1
-            sku = row.sku if row is not None else _sku_or_none(raw.cells.get("sku"))
+            sku = item.sku
             if org_id is not None and sku is not None:
-                first = self.seen.setdefault((org_id, sku), raw.line)
-                if first != raw.line:
+                first = self.seen.setdefault((org_id, sku), item.line)
+                if first != item.line:
                     errors.append(
                         RowError(
-                            raw.line,
+                            item.line,
                             sku_column,
                             sku,
                             f"SKU {sku} is already on line {first} of this file. Give each SKU one row.",
@@ -317,9 +328,9 @@ class ImportPass:
             if errors:
                 await self._refuse(errors)
             else:
-                assert row is not None
+                assert item.row is not None
                 assert org_id is not None
-                checked.append((row, org_id))
+                checked.append((item.row, org_id))
         if not checked:
             return
         existing = await self.repo.existing([(org_id, row.sku) for row, org_id in checked])
@@ -765,24 +776,8 @@ def search_key(name: str, variants: Sequence[tuple[str, str]]) -> str:
     return " ".join(fold(part) for part in parts)
 
 
-def _take(rows: Iterator[RawRow], size: int) -> list[RawRow]:
-    chunk: list[RawRow] = []
-    for row in rows:
-        chunk.append(row)
-        if len(chunk) >= size:
-            break
-    return chunk
-
-
 def _estimate(done: int, fraction: float) -> int:
     return max(done, round(done / fraction)) if fraction > 0 else done
-
-
-def _sku_or_none(cell: Any) -> str | None:
-    try:
-        return clean_sku(as_text(cell))
-    except Exception:
-        return None
 
 
 # -- the import's life: create, preview, apply --------------------------------------------------------------------
@@ -835,18 +830,22 @@ class ImportService:
         sink: ErrorSink,
         progress: Progress | None = None,
         read_repo: ImportRepository | None = None,
+        keep: CheckedWriter | None = None,
     ) -> None:
         """Check every row and count what an apply would do; the job gets the figures (the caller saves it).
 
-        ``read_repo``: where the catalogue is read (the worker reads on a transaction of its own)."""
+        ``read_repo``: where the catalogue is read (the worker reads on a transaction of its own). ``keep``: where
+        the checked rows are written for the apply (complete once the preview is)."""
         repo = read_repo or self.repo
         organization = await repo.organization(job.organization_id)
         assert organization is not None
         households = await ImportService(repo).households_for(organization)
         try:
             with RowSource(path) as source:
+                feed = FileRows(source, CHUNK_ROWS, keep)
                 run = ImportPass(repo, job, organization, households, write=False, sink=sink, progress=progress)
-                tally = await run.run(source)
+                tally = await run.run(feed)
+                await asyncio.to_thread(feed.finish)
                 job.detected = self._detected(job, source, tally, households)
         except FileProblem as problem:
             await sink.reset()
@@ -859,9 +858,18 @@ class ImportService:
         job.message = _preview_message(tally)
 
     async def apply(
-        self, job: ImportJob, path: Path, *, mode: Mode, zero_missing: bool, progress: Progress | None = None
+        self,
+        job: ImportJob,
+        path: Path,
+        *,
+        mode: Mode,
+        zero_missing: bool,
+        progress: Progress | None = None,
+        kept: CheckedRows | None = None,
     ) -> None:
-        """Write what the file says, in a savepoint of the caller's transaction; the job gets the outcome."""
+        """Write what the file says, in a savepoint of the caller's transaction; the job gets the outcome.
+
+        ``kept``: the rows as the preview checked them (see ``checked``), read instead of the file."""
         organization = await self.repo.organization(job.organization_id)
         assert organization is not None
         households = await self.households_for(organization)
@@ -870,7 +878,8 @@ class ImportService:
             async with self.repo.large_cache(), session.begin_nested():
                 await self.repo.delete_errors(job.id)
                 sink = SessionSink(self.repo, job.id)
-                with RowSource(path) as source:
+                with contextlib.ExitStack() as stack:
+                    feed: RowFeed = kept or FileRows(stack.enter_context(RowSource(path)), CHUNK_ROWS)
                     run = ImportPass(
                         self.repo,
                         job,
@@ -883,7 +892,7 @@ class ImportService:
                         progress=progress,
                         expected_rows=job.total_rows or None,
                     )
-                    tally = await run.run(source)
+                    tally = await run.run(feed)
         except AllOrNothingFailed as failure:
             # The savepoint is gone, and everything written in it: record why, from a fresh look at the file.
             await self.repo.delete_errors(job.id)

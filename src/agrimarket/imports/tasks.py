@@ -7,6 +7,7 @@ A run that fails for good leaves the import ``failed`` with the reason, never st
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import Sequence
 from typing import Any
@@ -15,7 +16,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from agrimarket.config import Settings
 from agrimarket.db import make_sessionmaker, reader, transaction
-from agrimarket.imports.files import fetched
+from agrimarket.imports.checked import CheckedWriter, open_checked, signing_key
+from agrimarket.imports.files import fetched, fetched_if_stored, staged
 from agrimarket.imports.progress import Progress
 from agrimarket.imports.repository import ImportRepository
 from agrimarket.imports.service import ImportService, Mode, error_row
@@ -55,6 +57,16 @@ def import_storage(settings: Settings) -> Storage:
 
 def scratch_dir(settings: Settings) -> Any:
     return settings.data_dir / "tmp" / "imports"
+
+
+def checked_key(job: ImportJob) -> str:
+    """Where the preview keeps the rows it checked, beside the upload."""
+    return f"{job.storage_key}.checked"
+
+
+def _signing_key(settings: Settings) -> bytes:
+    assert settings.secret_key is not None
+    return signing_key(settings.secret_key.get_secret_value())
 
 
 class CommittingSink:
@@ -116,15 +128,23 @@ async def preview_import(ctx: JobContext, payload: dict[str, Any]) -> None:
         return
     sink = CommittingSink(ctx.sessionmaker, import_id)
     progress = Progress(import_id, ctx.sessionmaker)
+    storage = import_storage(ctx.settings)
     try:
         await sink.reset()
         # A reading transaction (deferred on SQLite), so the errors and progress written meanwhile never wait.
         async with (
-            fetched(import_storage(ctx.settings), job.storage_key, scratch_dir(ctx.settings)) as path,
+            fetched(storage, job.storage_key, scratch_dir(ctx.settings)) as path,
+            staged(storage, checked_key(job), scratch_dir(ctx.settings)) as kept,
             transaction(make_sessionmaker(reader(_engine(ctx.sessionmaker)))) as read_session,
         ):
             service = ImportService(ImportRepository(read_session))
-            await service.preview(job, path, sink=sink, progress=progress)
+            writer = CheckedWriter(kept.path, job.id, job.content_hash, _signing_key(ctx.settings))
+            try:
+                await service.preview(job, path, sink=sink, progress=progress, keep=writer)
+            finally:
+                writer.close()
+            if writer.complete:
+                await kept.keep()
         async with ctx.transaction() as session:
             fresh = await ImportRepository(session).job(import_id, lock=True)
             if fresh is not None and fresh.status is ImportStatus.validating:
@@ -148,23 +168,35 @@ async def apply_import(ctx: JobContext, payload: dict[str, Any]) -> None:
     # SQLite: the apply holds the only write lock until it commits, so progress is kept in memory meanwhile.
     on_sqlite = _engine(ctx.sessionmaker).dialect.name == "sqlite"
     progress = Progress(import_id, None if on_sqlite else ctx.sessionmaker)
+    storage = import_storage(ctx.settings)
     try:
         async with (
-            fetched(import_storage(ctx.settings), job.storage_key, scratch_dir(ctx.settings)) as path,
+            fetched(storage, job.storage_key, scratch_dir(ctx.settings)) as path,
+            fetched_if_stored(storage, checked_key(job), scratch_dir(ctx.settings)) as kept_path,
             ctx.transaction() as session,
         ):
             repo = ImportRepository(session)
             current = await repo.job(import_id)
             if current is None or current.status is not ImportStatus.applying:
                 return
+            kept = None
+            if kept_path is not None:
+                key = _signing_key(ctx.settings)
+                kept = await asyncio.to_thread(open_checked, kept_path, current.id, current.content_hash, key)
+            if kept is None:
+                log.info("import_rows_checked_again", import_id=str(import_id), kept=kept_path is not None)
             await ImportService(repo).apply(
                 current,
                 path,
                 mode=Mode(current.options.get("mode", Mode.all_or_nothing)),
                 zero_missing=bool(current.options.get("zero_missing", False)),
                 progress=progress,
+                kept=kept,
             )
-            log.info("import_applied", import_id=str(import_id), status=current.status.value)
+            status: ImportStatus = current.status
+            log.info("import_applied", import_id=str(import_id), status=status.value)
+        if status is ImportStatus.applied:
+            await storage.delete(checked_key(job))  # an applied import is not applied again
     except Exception as exc:
         if ctx.is_last_attempt:
             await _give_up(ctx, import_id, ImportStatus.applying, exc)
