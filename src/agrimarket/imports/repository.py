@@ -3,14 +3,15 @@ dictionaries: an import touches tens of thousands of rows, and the ORM's identit
 
 from __future__ import annotations
 
+import itertools
 import uuid
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any, cast
 
-from sqlalchemy import Table, bindparam, delete, func, insert, select, tuple_, update
+from sqlalchemy import Table, and_, bindparam, delete, func, insert, or_, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from agrimarket.inventory.repository import InventoryRepository, keyset
@@ -72,6 +73,23 @@ class Household:
 
 def chunks(items: Sequence[Any], size: int = IN_LIMIT) -> list[Sequence[Any]]:
     return [items[i : i + size] for i in range(0, len(items), size)]
+
+
+_UNSET = object()
+
+
+def _converted(values: list[Any], process: Callable[[Any], Any]) -> list[Any]:
+    """A column's values through its bind processor, a column at a time; a value that is the same object as the
+    one before (the import's timestamp, its user, a household's id) is converted once."""
+    out: list[Any] = []
+    last: Any = _UNSET
+    converted: Any = None
+    for value in values:
+        if value is not last:
+            last = value
+            converted = None if value is None else process(value)
+        out.append(converted)
+    return out
 
 
 class ImportRepository:
@@ -176,13 +194,15 @@ class ImportRepository:
 
     async def existing(self, keys: Sequence[tuple[uuid.UUID, str]]) -> dict[tuple[uuid.UUID, str], Existing]:
         """The variants with these (organization, SKU) keys, with product and stock. One query per few hundred
-        SKUs: ``organization IN (…) AND sku IN (…)`` walks the (organization, SKU) index for each pair (a row-value
-        IN is not planned that way on SQLite), and the pairs asked for are kept."""
-        wanted = set(keys)
-        organizations = sorted({organization_id for organization_id, _ in wanted})
-        skus = sorted({sku for _, sku in wanted})
+        keys, grouped by organization: ``(organization = … AND sku IN (…)) OR …`` walks the (organization, SKU)
+        index once per key asked for (a row-value IN is not planned that way on SQLite, and one ``organization IN``
+        list beside one ``sku IN`` list walks it for every organization and SKU of the chunk together)."""
         found: dict[tuple[uuid.UUID, str], Existing] = {}
-        for part in chunks(skus):
+        for part in chunks(sorted(set(keys))):
+            by_organization = [
+                (organization_id, [sku for _, sku in pairs])
+                for organization_id, pairs in itertools.groupby(part, key=lambda pair: pair[0])
+            ]
             result = await self.session.execute(
                 select(
                     Variant.id,
@@ -205,11 +225,11 @@ class ImportRepository:
                 )
                 .join(Product, Product.id == Variant.product_id)
                 .outerjoin(StockLevel, StockLevel.variant_id == Variant.id)
-                .where(Variant.organization_id.in_(organizations), Variant.sku.in_(list(part)))
+                .where(
+                    or_(*(and_(Variant.organization_id == org, Variant.sku.in_(skus)) for org, skus in by_organization))
+                )
             )
             for row in result.all():
-                if (row[1], row[2]) not in wanted:
-                    continue
                 found[(row[1], row[2])] = Existing(
                     variant_id=row[0],
                     organization_id=row[1],
@@ -274,21 +294,30 @@ class ImportRepository:
             found.update({variant_id: (on_hand, reserved) for variant_id, on_hand, reserved in result.all()})
         return found
 
-    async def stock_on_sale(self, organization_ids: Sequence[uuid.UUID]) -> list[tuple[uuid.UUID, uuid.UUID, str]]:
-        """``variant, organization, SKU`` of every variant on sale in these organizations with stock not held for
-        orders."""
+    async def skus_on_sale(self, organization_id: uuid.UUID) -> list[str]:
+        """The SKU of every variant on sale in the organization with stock not held for orders (only SKUs: this
+        runs over a whole catalogue, and a SKU is what a file is compared by)."""
         result = await self.session.execute(
-            select(StockLevel.variant_id, StockLevel.organization_id, Variant.sku)
-            .join(Variant, Variant.id == StockLevel.variant_id)
+            select(Variant.sku)
+            .join(StockLevel, StockLevel.variant_id == Variant.id)
             .join(Product, Product.id == Variant.product_id)
             .where(
-                StockLevel.organization_id.in_(list(organization_ids)),
+                StockLevel.organization_id == organization_id,
                 StockLevel.on_hand > StockLevel.reserved,
                 Variant.archived_at.is_(None),
                 Product.status == ProductStatus.active,
             )
         )
-        return [(variant_id, org_id, sku) for variant_id, org_id, sku in result.all()]
+        return list(result.scalars())
+
+    async def variant_ids(self, organization_id: uuid.UUID, skus: Sequence[str]) -> list[uuid.UUID]:
+        found: list[uuid.UUID] = []
+        for part in chunks(list(skus)):
+            result = await self.session.execute(
+                select(Variant.id).where(Variant.organization_id == organization_id, Variant.sku.in_(list(part)))
+            )
+            found.extend(result.scalars())
+        return found
 
     async def refresh_statistics(self) -> None:
         """PostgreSQL plans from table statistics, which a bulk insert leaves stale (the planner would take
@@ -341,22 +370,19 @@ class ImportRepository:
         connection = await self.session.connection()
         dialect = connection.dialect
         columns = list(rows[0])
-        processors = [table.c[name].type.bind_processor(dialect) for name in columns]
         quote = dialect.identifier_preparer.quote
         marker = "?" if dialect.paramstyle == "qmark" else "%s"
-        # Names from the table itself (``table.c[name]`` above refuses any other), quoted by the dialect.
+        # Names from the table itself (``table.c[name]`` below refuses any other), quoted by the dialect.
         sql = (
             f"INSERT INTO {quote(table.name)} ({', '.join(quote(c) for c in columns)}) "  # noqa: S608
             f"VALUES ({', '.join(marker for _ in columns)})"
         )
-        params = [
-            tuple(
-                value if process is None or value is None else process(value)
-                for value, process in zip((row[c] for c in columns), processors, strict=True)
-            )
-            for row in rows
-        ]
-        await connection.exec_driver_sql(sql, params)
+        values = []
+        for name in columns:
+            column = [row[name] for row in rows]
+            process = table.c[name].type.bind_processor(dialect)
+            values.append(column if process is None else _converted(column, process))
+        await connection.exec_driver_sql(sql, list(zip(*values, strict=True)))
 
     async def update_products(self, rows: list[dict[str, Any]], now: datetime) -> None:
         """Each row: ``b_id`` and every product field an import sets."""

@@ -3,9 +3,10 @@
 One pass over the file does both jobs. It reads rows in chunks of ``CHUNK_ROWS``; checks each row on its own
 (``validation``; an apply after a worker's preview reads the preview's verdicts instead, see ``checked``), then
 the chunk against the database in one query (is the SKU new, archived, below what orders hold?), and sorts every
-row into create, update, unchanged or error. A preview stops there. An apply writes each chunk's changes in a few bulk statements, in the caller's transaction, inside a savepoint: in ``all_or_nothing``
-mode the first error stops the writing and the savepoint is rolled back at the end (so the database is as it was,
-and every error is still reported); in ``valid_rows`` mode the rows with errors are left out.
+row into create, update, unchanged or error. A preview stops there. An apply writes each chunk's changes in a few
+bulk statements, in the caller's transaction, inside a savepoint: in ``all_or_nothing`` mode the first error stops
+the writing and the savepoint is rolled back at the end (so the database is as it was, and every error is still
+reported); in ``valid_rows`` mode the rows with errors are left out.
 
 Values in a file are absolute (price is N, stock is N), and a row whose values are already there is unchanged, so
 applying the same file again changes nothing. Stock changes are ``import`` movements whose reference names the
@@ -23,6 +24,7 @@ import asyncio
 import contextlib
 import functools
 import itertools
+import re
 import secrets
 import time
 import uuid
@@ -60,10 +62,16 @@ CHUNK_ROWS = 1000
 STATISTICS_AFTER = 20_000  # new SKUs after which PostgreSQL's planner statistics are refreshed
 
 
-@functools.lru_cache(maxsize=65536)
 def fold(value: str) -> str:
-    """The catalog's comparison key; a file repeats its product and size names, so each is folded once."""
-    return fold_text(value)
+    """The catalog's comparison key; a file repeats its product and size names, so each is folded once. ASCII (every
+    SKU) has no accent to remove: lower case and folded white space is the whole of it."""
+    if value.isascii():
+        return _SPACES.sub(" ", value.lower()).strip()
+    return _fold_once(value)
+
+
+_fold_once = functools.lru_cache(maxsize=65536)(fold_text)
+_SPACES = re.compile(r"\s+")
 
 
 ERROR_BATCH = 1000
@@ -444,16 +452,17 @@ class ImportPass:
         if row.on_hand != found.on_hand:
             changed = True
             writes.level_updates.append({"b_id": found.variant_id, "on_hand": row.on_hand})
-            writes.movements.append(
-                self._movement(
-                    found.variant_id,
-                    found.organization_id,
-                    row.on_hand - found.on_hand,
-                    row.on_hand,
-                    found.reserved,
-                    row,
+            if self.write:
+                writes.movements.append(
+                    self._movement(
+                        found.variant_id,
+                        found.organization_id,
+                        row.on_hand - found.on_hand,
+                        row.on_hand,
+                        found.reserved,
+                        row,
+                    )
                 )
-            )
             self.dirty_variants.add(found.variant_id)
         if changed:
             self.tally.updated += 1
@@ -516,6 +525,9 @@ class ImportPass:
             self._set_product(product, row)
             writes.product_updates.append(_product_values(product))
             self.search_refresh.add(product.id)
+        if not self.write:
+            self.tally.created += 1  # a preview counts; what would be written is built only by an apply
+            return []
         if product.next_position is None:
             product.next_position = await self._next_position(product.id)
         variant_id = uuid.uuid4()
@@ -706,13 +718,17 @@ class ImportPass:
             return
         if self.write and self.tally.created > self._analysed_at:
             await self.repo.refresh_statistics()
-        to_zero: list[tuple[uuid.UUID, uuid.UUID]] = []
-        for variant_id, org_id, sku in await self.repo.stock_on_sale(scope):
-            if (org_id, sku) not in self.seen:
-                self.tally.missing += 1
-                to_zero.append((variant_id, org_id))
-        if not (self.write and self.zero_missing and not self.failed and to_zero):
+        missing: dict[uuid.UUID, list[str]] = {}
+        for org_id in scope:
+            skus = [sku for sku in await self.repo.skus_on_sale(org_id) if (org_id, sku) not in self.seen]
+            self.tally.missing += len(skus)
+            missing[org_id] = skus
+        if not (self.write and self.zero_missing and not self.failed and self.tally.missing):
             return
+        to_zero: list[tuple[uuid.UUID, uuid.UUID]] = []
+        for org_id, skus in missing.items():
+            to_zero.extend((variant_id, org_id) for variant_id in await self.repo.variant_ids(org_id, skus))
+        to_zero.sort()  # rows locked in id order, as every writer of several does
         for start in range(0, len(to_zero), CHUNK_ROWS):
             part = to_zero[start : start + CHUNK_ROWS]
             locked = await self.repo.lock_levels([v for v, _ in part])
