@@ -3,25 +3,119 @@
 SQLite: WAL, foreign keys, a busy timeout, and transactions that start with ``BEGIN IMMEDIATE`` so two writers
 queue for the lock instead of failing half-way on an upgrade from a read lock. Read-only requests use a
 deferred ``BEGIN`` so they never wait for writers. PostgreSQL: plain transactions; row locks where needed.
+
+SQLite takes one writer at a time, and a connection that finds the lock taken waits in SQLite's busy handler,
+which sleeps and retries (1, 2, 5, 10 … 100 ms): with a handful of writers in one process a push could sleep for
+hundreds of milliseconds after the lock was already free. So a file database's engine has **one** connection, and
+the process's writers queue for it in order (the pool's asyncio queue wakes the next one the moment the last
+returns it); the busy handler is left for other processes (a CLI command beside the server). Reads go through a
+second engine of their own (:func:`reader`), ``db_pool_size`` connections beginning deferred, never behind that
+queue: WAL lets them read while the writer writes. Writers in :func:`urgent_writes` (a marketplace's push, whose
+answer it is waiting for) go to the head of the queue; the others keep their order.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
-from typing import Any
+import asyncio
+import heapq
+import itertools
+from collections import deque
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from contextvars import ContextVar
+from typing import Any, Generic, TypeVar
+from weakref import WeakKeyDictionary
 
 from sqlalchemy import event
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
-from sqlalchemy.pool import NullPool
+from sqlalchemy.pool import AsyncAdaptedQueuePool, ConnectionPoolEntry, NullPool
+from sqlalchemy.util import await_only
+from sqlalchemy.util.queue import Empty, Full, QueueCommon
 
 from agrimarket.config import Settings
 
 SQLITE_BEGIN_OPTION = "agrimarket_sqlite_begin"
 
+# A SQLite file engine's reading twin (see the module's docstring), by the writing engine.
+_READERS: WeakKeyDictionary[Engine, AsyncEngine] = WeakKeyDictionary()
+_URGENT: ContextVar[bool] = ContextVar("agrimarket_urgent_writes", default=False)
+_T = TypeVar("_T")
 
-def _install_sqlite_hooks(sync_engine: Engine, busy_timeout_ms: int) -> None:
+
+@contextmanager
+def urgent_writes() -> Iterator[None]:
+    """Transactions begun inside go ahead of the other writers waiting for SQLite's one writer connection."""
+    token = _URGENT.set(True)
+    try:
+        yield
+    finally:
+        _URGENT.reset(token)
+
+
+class _WriterQueue(QueueCommon[_T], Generic[_T]):
+    """The pool's queue of idle connections, and of the writers waiting for one: a returned connection goes to
+    the longest-waiting urgent writer, else to the longest-waiting writer. Runs in SQLAlchemy's greenlets (the
+    pool's ``get`` is synchronous there; ``await_only`` waits on the event loop)."""
+
+    def __init__(self, maxsize: int = 0, use_lifo: bool = False) -> None:
+        self.maxsize = maxsize
+        self.use_lifo = use_lifo  # read by the pool's recreate(); idle connections here are one, so moot
+        self._idle: deque[_T] = deque()
+        self._waiters: list[tuple[int, int, asyncio.Future[_T]]] = []  # a heap: (0 urgent / 1 not, arrival, …)
+        self._arrivals = itertools.count()
+
+    def empty(self) -> bool:
+        return not self._idle
+
+    def full(self) -> bool:
+        return 0 < self.maxsize <= len(self._idle)
+
+    def qsize(self) -> int:
+        return len(self._idle)
+
+    def put_nowait(self, item: _T) -> None:
+        while self._waiters:
+            _rank, _arrival, waiter = heapq.heappop(self._waiters)
+            if not waiter.done():  # else it gave up (timed out, cancelled)
+                waiter.set_result(item)
+                return
+        if self.full():
+            raise Full()
+        self._idle.append(item)
+
+    def put(self, item: _T, block: bool = True, timeout: float | None = None) -> None:
+        self.put_nowait(item)
+
+    def get_nowait(self) -> _T:
+        if not self._idle:
+            raise Empty()
+        return self._idle.popleft()
+
+    def get(self, block: bool = True, timeout: float | None = None) -> _T:
+        if self._idle or not block:
+            return self.get_nowait()
+        waiter: asyncio.Future[_T] = asyncio.get_running_loop().create_future()
+        heapq.heappush(self._waiters, (0 if _URGENT.get() else 1, next(self._arrivals), waiter))
+        try:
+            if timeout is None:
+                return await_only(waiter)
+            return await_only(asyncio.wait_for(asyncio.shield(waiter), timeout))
+        except BaseException as exc:
+            if waiter.done() and not waiter.cancelled():
+                self.put_nowait(waiter.result())  # handed over just as we gave up: pass it on, never lose it
+            else:
+                waiter.cancel()
+            if isinstance(exc, TimeoutError):
+                raise Empty() from exc
+            raise
+
+
+class _WriterPool(AsyncAdaptedQueuePool):
+    _queue_class = _WriterQueue[ConnectionPoolEntry]
+
+
+def _install_sqlite_hooks(sync_engine: Engine, busy_timeout_ms: int, begin: str = "IMMEDIATE") -> None:
     @event.listens_for(sync_engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
         # Take transaction control from the driver, so the "begin" hook below decides how a transaction starts.
@@ -35,7 +129,7 @@ def _install_sqlite_hooks(sync_engine: Engine, busy_timeout_ms: int) -> None:
 
     @event.listens_for(sync_engine, "begin")
     def _on_begin(connection: Connection) -> None:
-        mode = connection.get_execution_options().get(SQLITE_BEGIN_OPTION, "IMMEDIATE")
+        mode = connection.get_execution_options().get(SQLITE_BEGIN_OPTION, begin)
         connection.exec_driver_sql(f"BEGIN {mode}")
 
 
@@ -47,14 +141,35 @@ def create_engine(settings: Settings, *, url: str | None = None) -> AsyncEngine:
             from pathlib import Path
 
             Path(path).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_async_engine(url, poolclass=NullPool if ":memory:" in url else None)
-        _install_sqlite_hooks(engine.sync_engine, settings.sqlite_busy_timeout_ms)
+        busy_ms = settings.sqlite_busy_timeout_ms
+        if ":memory:" in url:  # each connection its own database: nothing to share or queue for
+            engine = create_async_engine(url, poolclass=NullPool)
+            _install_sqlite_hooks(engine.sync_engine, busy_ms)
+            return engine
+        # The writers' one connection; a writer waits for it as long as SQLite would have waited for the lock.
+        engine = create_async_engine(
+            url, poolclass=_WriterPool, pool_size=1, max_overflow=0, pool_timeout=busy_ms / 1000
+        )
+        _install_sqlite_hooks(engine.sync_engine, busy_ms)
+        readers = create_async_engine(url, pool_size=settings.db_pool_size, max_overflow=10)
+        _install_sqlite_hooks(readers.sync_engine, busy_ms, begin="DEFERRED")
+        _READERS[engine.sync_engine] = readers
+
+        @event.listens_for(engine.sync_engine, "engine_disposed")
+        def _dispose_readers(_engine: Engine) -> None:
+            # Called inside AsyncEngine.dispose()'s greenlet, where awaiting is allowed.
+            await_only(readers.dispose())
+
         return engine
     return create_async_engine(url, pool_size=settings.db_pool_size, max_overflow=10, pool_pre_ping=True)
 
 
 def reader(engine: AsyncEngine) -> AsyncEngine:
-    """The same engine, but SQLite transactions begin deferred: for requests that only read."""
+    """The engine to only read with: a SQLite file's reading twin (its own connections, deferred transactions),
+    else the same engine (SQLite in memory: with deferred transactions)."""
+    readers = _READERS.get(engine.sync_engine)
+    if readers is not None:
+        return readers
     return engine.execution_options(**{SQLITE_BEGIN_OPTION: "DEFERRED"})
 
 
