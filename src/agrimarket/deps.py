@@ -18,7 +18,8 @@ from agrimarket.observability import bind_log_context
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
-def get_settings_dep(request: Request) -> Settings:
+# async: FastAPI runs a plain ``def`` dependency in its thread pool, a thread hop on every request.
+async def get_settings_dep(request: Request) -> Settings:
     settings: Settings = request.app.state.settings
     return settings
 

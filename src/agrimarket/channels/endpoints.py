@@ -27,7 +27,8 @@ from agrimarket.sync.runtime import runtime
 router = APIRouter(prefix="/api/v1", tags=["channels"])
 
 
-def get_channels(request: Request) -> ChannelRegistry:
+# async: FastAPI runs a plain ``def`` dependency in its thread pool, a thread hop on every request.
+async def get_channels(request: Request) -> ChannelRegistry:
     """The app's own registry when one was given (tests, embedding), else the process's, from entry points."""
     registry: ChannelRegistry | None = getattr(request.app.state, "channels", None)
     return registry if registry is not None else channels()

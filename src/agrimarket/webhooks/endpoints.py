@@ -3,17 +3,18 @@
 from __future__ import annotations
 
 import uuid
-from typing import Annotated, NoReturn
+from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request, Response
 
 from agrimarket.channels.endpoints import ChannelsDep
-from agrimarket.db import transaction
-from agrimarket.deps import PrincipalDep, SessionDep, SettingsDep, WriteSessionDep
+from agrimarket.config import Settings
+from agrimarket.deps import PrincipalDep, SessionDep
 from agrimarket.errors import AgriMarketError, NotFound, PayloadTooLarge
 from agrimarket.kit.pagination import Cursor, Page
 from agrimarket.observability import get_logger
 from agrimarket.sync.runtime import runtime
+from agrimarket.webhooks.intake import PushIntake, RawPush
 from agrimarket.webhooks.repository import InboxRepository, InboxRow
 from agrimarket.webhooks.schemas import InboundEventOut, InboxStatus
 from agrimarket.webhooks.service import (
@@ -22,11 +23,8 @@ from agrimarket.webhooks.service import (
     InboxService,
     InvalidPushSignature,
     MalformedPush,
-    VerifiedPush,
-    receivable,
     safe_headers,
     status_of,
-    verify_push,
 )
 
 log = get_logger(__name__)
@@ -65,14 +63,37 @@ _OUTCOMES: dict[type[AgriMarketError], str] = {
 }
 
 
-async def verified_push(
-    request: Request, channel: str, connection_id: str, settings: SettingsDep, registry: ChannelsDep
-) -> VerifiedPush:
-    """The push, verified: 413 for an oversized body, 404 for no such connected shop (or no secret to verify
-    with), 401 for a bad or missing signature (nothing stored), 400 for a signed body that cannot be read."""
-    label = channel if channel in registry else "unknown"  # the metric's labels stay a closed set
+def push_intake(request: Request) -> PushIntake:
+    """The app's intake (made on first use: tests build apps without running their lifespan)."""
+    state = request.app.state
+    intake: PushIntake | None = getattr(state, "push_intake", None)
+    if intake is None:
+        settings: Settings = state.settings
+        intake = state.push_intake = PushIntake(settings, runtime(settings).http)
+    return intake
 
-    def refuse(error: AgriMarketError) -> NoReturn:
+
+@push_router.post("/webhooks/{channel}/{connection_id}", include_in_schema=False)
+async def receive_push(request: Request, channel: str, connection_id: str, registry: ChannelsDep) -> Response:
+    """Keep a verified push in the inbox (once) and queue its handling; answer 200 with an empty body once it is
+    committed (Shopee requires the empty body; a redelivery gets the same answer). 413 for an oversized body, 404
+    for no such connected shop (or no secret to verify with), 401 for a bad or missing signature (nothing stored),
+    400 for a signed body that cannot be read. Pushes arriving together are kept in one transaction
+    (:mod:`agrimarket.webhooks.intake`)."""
+    label = channel if channel in registry else "unknown"  # the metric's labels stay a closed set
+    try:
+        body = await read_body(request)
+        try:
+            found_id = uuid.UUID(connection_id)
+        except ValueError:
+            raise NotFound("No connected shop receives pushes here.") from None
+        if channel not in registry:
+            raise NotFound("No connected shop receives pushes here.")
+        plugin = registry.get(channel)
+        kept = await push_intake(request).submit(
+            RawPush(channel, found_id, request.headers, body), plugin, request.app.state.sessionmaker
+        )
+    except AgriMarketError as error:
         outcome = _OUTCOMES.get(type(error), "refused")
         PUSHES.labels(label, outcome).inc()
         if isinstance(error, InvalidPushSignature | MalformedPush):
@@ -84,38 +105,8 @@ async def verified_push(
                 reason=error.details.get("reason") or error.message,
                 client=request.client.host if request.client else None,
             )
-        raise error
-
-    try:
-        body = await read_body(request)
-        try:
-            found_id = uuid.UUID(connection_id)
-        except ValueError:
-            raise NotFound("No connected shop receives pushes here.") from None
-        async with transaction(request.app.state.read_sessionmaker) as session:
-            connection = receivable(await InboxRepository(session).connection(found_id), channel)
-        plugin = registry.get(channel)
-        return verify_push(
-            connection,
-            plugin,
-            settings=settings,
-            http=runtime(settings).http,
-            headers=request.headers,
-            body=body,
-        )
-    except AgriMarketError as error:
-        refuse(error)
-
-
-VerifiedPushDep = Annotated[VerifiedPush, Depends(verified_push)]
-
-
-@push_router.post("/webhooks/{channel}/{connection_id}", include_in_schema=False)
-async def receive_push(push: VerifiedPushDep, session: WriteSessionDep) -> Response:
-    """Keep a verified push in the inbox (once) and queue its handling; answer 200 with an empty body at once
-    (Shopee requires the empty body; a redelivery gets the same answer)."""
-    stored = await InboxService(InboxRepository(session)).receive(push)
-    PUSHES.labels(push.channel, "stored" if stored is not None else "duplicate").inc()
+        raise
+    PUSHES.labels(channel, "stored" if kept.event_id is not None else "duplicate").inc()
     return Response(status_code=200)
 
 

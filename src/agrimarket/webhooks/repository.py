@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -39,21 +40,31 @@ class InboxRepository:
     async def connection(self, connection_id: uuid.UUID) -> ChannelConnection | None:
         return await self.session.get(ChannelConnection, connection_id)
 
+    async def connections(self, connection_ids: Collection[uuid.UUID]) -> dict[uuid.UUID, ChannelConnection]:
+        found = await self.session.scalars(select(ChannelConnection).where(ChannelConnection.id.in_(connection_ids)))
+        return {connection.id: connection for connection in found}
+
     async def insert(self, values: dict[str, Any]) -> uuid.UUID | None:
-        """Insert the event unless (source, external_id) is taken; the new row's id, or None for a duplicate.
+        """Insert the event unless (source, external_id) is taken; the new row's id, or None for a duplicate."""
+        return values["id"] if values["id"] in await self.insert_many([values]) else None
+
+    async def insert_many(self, rows: Sequence[dict[str, Any]]) -> set[uuid.UUID]:
+        """Insert each event (each with its own new ``id``) unless its (source, external_id) is taken, in one
+        statement; the ids of the rows inserted. A second row with the same key in ``rows`` is a duplicate too.
 
         ``ON CONFLICT DO NOTHING`` on both dialects: concurrent deliveries of one push never raise, the second
         waits for the first's commit (PostgreSQL) or for the write lock (SQLite) and then inserts nothing."""
+        if not rows:
+            return set()
         dialect = self.session.get_bind().dialect.name
         insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
         statement = (
             insert(InboundEvent)
-            .values(values)
+            .values(list(rows))
             .on_conflict_do_nothing(index_elements=[InboundEvent.source, InboundEvent.external_id])
             .returning(InboundEvent.id)
         )
-        inserted: uuid.UUID | None = (await self.session.execute(statement)).scalar_one_or_none()
-        return inserted
+        return set((await self.session.scalars(statement)).all())
 
     def _rows(self) -> Any:
         return select(InboundEvent, ChannelConnection.organization_id, ChannelConnection.channel).join(

@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import hashlib
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import httpx
 
 from agrimarket.accounts.permissions import Access
-from agrimarket.channels.base import ChannelPlugin, Feature, WebhookEvent
+from agrimarket.channels.base import ChannelAdapter, ChannelPlugin, Feature, WebhookEvent
 from agrimarket.channels.errors import AuthExpired, InvalidSignature, MalformedEvent
 from agrimarket.channels.shop import adapter_for, callback_url
 from agrimarket.config import Settings
@@ -98,16 +98,35 @@ def verify_push(
     body: bytes,
 ) -> VerifiedPush:
     """Verify the signature over the raw body, in constant time (the adapter's HMAC compare), and read the push.
+    See :func:`push_adapter` and :func:`read_push`."""
+    adapter = push_adapter(connection, plugin, settings=settings, http=http)
+    return read_push(connection, adapter, settings=settings, headers=headers, body=body)
 
-    The URL handed to the adapter is the configured callback URL, the one the marketplace signs (Shopee), never the
-    request's own Host. Raises NotFound where the shop has no readable secret to verify with, InvalidPushSignature,
-    MalformedPush."""
+
+def push_adapter(
+    connection: ChannelConnection, plugin: ChannelPlugin, *, settings: Settings, http: httpx.AsyncClient
+) -> ChannelAdapter:
+    """The shop's adapter, to verify its pushes with. Raises NotFound where the channel sends no pushes or the shop
+    has no readable secret to verify with."""
     if not plugin.capabilities.supports(Feature.webhooks):
         raise NotFound("This channel sends no pushes.")
     try:
-        adapter = adapter_for(connection, plugin, CredentialCipher(settings.encryption_keys), http, settings)
+        return adapter_for(connection, plugin, CredentialCipher(settings.encryption_keys), http, settings)
     except AuthExpired as exc:  # credentials unreadable: nothing to verify with
         raise NotFound("This shop has no secret to verify pushes with; connect it again.") from exc
+
+
+def read_push(
+    connection: ChannelConnection,
+    adapter: ChannelAdapter,
+    *,
+    settings: Settings,
+    headers: Mapping[str, str],
+    body: bytes,
+) -> VerifiedPush:
+    """Verify the push's signature with the shop's adapter and read it. The URL handed to the adapter is the
+    configured callback URL, the one the marketplace signs (Shopee), never the request's own Host. Raises
+    InvalidPushSignature, MalformedPush."""
     try:
         event = adapter.parse_webhook(url=callback_url(settings, connection) or "", headers=headers, body=body)
     except InvalidSignature as exc:
@@ -134,11 +153,18 @@ class InboxService:
         self.repo = repository
 
     async def receive(self, push: VerifiedPush) -> uuid.UUID | None:
-        """Keep the push once; queue its shop's drain (``orders.drain_inbox``, deduplicated per shop) only for a new
-        row, in the same transaction. The new event's id, or None for a duplicate."""
-        inserted = await self.repo.insert(
+        """Keep the push once; queue its shop's drain only for a new row. The new event's id, or None for a
+        duplicate. See :meth:`receive_many`."""
+        return (await self.receive_many([push]))[0]
+
+    async def receive_many(self, pushes: Sequence[VerifiedPush]) -> list[uuid.UUID | None]:
+        """Keep each push once, in one statement; queue each shop's drain (``orders.drain_inbox``, deduplicated per
+        shop) once, for the shops with a new row, in the same transaction. Per push, in order: the new event's id,
+        or None for a duplicate (of a row already kept, or of an earlier push in ``pushes``)."""
+        ids = [uuid.uuid4() for _push in pushes]
+        rows = [
             {
-                "id": uuid.uuid4(),
+                "id": event_id,
                 "source": source_for(push.channel, push.connection_id),
                 "external_id": _external_id(push.event.external_id),
                 "connection_id": push.connection_id,
@@ -150,10 +176,14 @@ class InboxService:
                 "received_at": utcnow(),
                 "attempts": 0,
             }
-        )
-        if inserted is not None:
-            await request_drain(self.repo.session, push.connection_id, push.organization_id)
-        return inserted
+            for push, event_id in zip(pushes, ids, strict=True)
+        ]
+        inserted = await self.repo.insert_many(rows)
+        new = [push for push, event_id in zip(pushes, ids, strict=True) if event_id in inserted]
+        shops = {push.connection_id: push.organization_id for push in new}
+        for connection_id, organization_id in shops.items():
+            await request_drain(self.repo.session, connection_id, organization_id)
+        return [event_id if event_id in inserted else None for event_id in ids]
 
     async def page(
         self,

@@ -1,0 +1,140 @@
+"""Pushes in, by group commit: the pushes that arrive together are verified and kept in one transaction.
+
+A push costs little to check (an HMAC) and a few bytes to keep, but a transaction of its own costs a round of
+statements and, on SQLite, a turn at the one writer connection. Marketplaces push in bursts (a flash sale), so the
+pushes waiting at one moment are taken together: the first to find the intake free leads, takes every push
+waiting (up to ``max_batch``), and in one write transaction reads their shops, verifies each push with its shop's
+adapter, keeps the good ones (one insert, a drain queued once per shop) and commits; then every push of the batch
+gets its answer. Pushes arriving meanwhile wait for the next batch, which the next of them leads. A push alone is
+a batch of one: no timer, no waiting for company.
+
+Its transaction goes ahead of the worker's in the queue for SQLite's one writer connection
+(:func:`agrimarket.db.urgent_writes`). Nothing is acknowledged before its commit: a push is answered 200 only once
+its row is kept, and a transaction that fails fails every push of its batch (each answered 500, to be sent again
+by its marketplace); refusals (unknown shop, bad signature, unreadable body) are decided per push and store
+nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+import httpx
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from agrimarket.channels.base import ChannelAdapter, ChannelPlugin
+from agrimarket.config import Settings
+from agrimarket.db import transaction, urgent_writes
+from agrimarket.errors import AgriMarketError
+from agrimarket.webhooks.repository import InboxRepository
+from agrimarket.webhooks.service import InboxService, VerifiedPush, push_adapter, read_push, receivable
+
+MAX_BATCH = 200
+
+
+@dataclass(frozen=True)
+class RawPush:
+    """A push as received: not yet verified."""
+
+    channel: str
+    connection_id: uuid.UUID
+    headers: Mapping[str, str]
+    body: bytes
+
+
+@dataclass(frozen=True)
+class Kept:
+    push: VerifiedPush
+    event_id: uuid.UUID | None  # None: a duplicate of an event already kept
+
+
+@dataclass(eq=False)
+class _Waiting:
+    push: RawPush
+    plugin: ChannelPlugin
+    sessionmaker: async_sessionmaker[AsyncSession]
+    future: asyncio.Future[Kept] = field(default_factory=lambda: asyncio.get_running_loop().create_future())
+
+
+def _retrieved(future: asyncio.Future[Kept]) -> None:
+    # A waiter that went away (its request cancelled) never reads its answer; asyncio must not warn about it.
+    if not future.cancelled():
+        future.exception()
+
+
+class PushIntake:
+    """One per app: the pushes waiting to be kept, and the lock the batch leader holds."""
+
+    def __init__(self, settings: Settings, http: httpx.AsyncClient, *, max_batch: int = MAX_BATCH) -> None:
+        self.settings = settings
+        self.http = http
+        self.max_batch = max_batch
+        self._waiting: list[_Waiting] = []
+        self._lock = asyncio.Lock()
+        self.batches = 0  # for tests and curiosity: transactions written
+
+    async def submit(
+        self, push: RawPush, plugin: ChannelPlugin, sessionmaker: async_sessionmaker[AsyncSession]
+    ) -> Kept:
+        """Verify and keep the push (with whatever else is waiting); raises the refusal (NotFound,
+        InvalidPushSignature, MalformedPush) or the transaction's error."""
+        waiting = _Waiting(push, plugin, sessionmaker)
+        waiting.future.add_done_callback(_retrieved)
+        self._waiting.append(waiting)
+        try:
+            while not waiting.future.done():
+                async with self._lock:
+                    if waiting.future.done():
+                        break
+                    # One transaction per sessionmaker (tests swap an app's between requests; production has one).
+                    batch = [w for w in self._waiting if w.sessionmaker is sessionmaker][: self.max_batch]
+                    taken = {id(w) for w in batch}
+                    self._waiting = [w for w in self._waiting if id(w) not in taken]
+                    await self._write(batch)
+        finally:
+            if not waiting.future.done():  # cancelled while waiting its turn: take it out of the queue
+                self._waiting = [w for w in self._waiting if w is not waiting]
+        return waiting.future.result()
+
+    async def _write(self, batch: list[_Waiting]) -> None:
+        kept: list[tuple[_Waiting, VerifiedPush]] = []
+        try:
+            with urgent_writes():  # the marketplace waits for the answer: ahead of the worker's transactions
+                async with transaction(batch[0].sessionmaker) as session:
+                    repo = InboxRepository(session)
+                    connections = await repo.connections({w.push.connection_id for w in batch})
+                    adapters: dict[uuid.UUID, ChannelAdapter] = {}
+                    for waiting in batch:
+                        push = waiting.push
+                        try:
+                            connection = receivable(connections.get(push.connection_id), push.channel)
+                            adapter = adapters.get(connection.id)
+                            if adapter is None:
+                                adapter = adapters[connection.id] = push_adapter(
+                                    connection, waiting.plugin, settings=self.settings, http=self.http
+                                )
+                            verified = read_push(
+                                connection, adapter, settings=self.settings, headers=push.headers, body=push.body
+                            )
+                        except AgriMarketError as refusal:  # this push's own: nothing of it is stored
+                            waiting.future.set_exception(refusal)
+                            continue
+                        kept.append((waiting, verified))
+                    event_ids = await InboxService(repo).receive_many([verified for _waiting, verified in kept])
+            self.batches += 1
+        except Exception as exc:
+            for waiting in batch:
+                if not waiting.future.done():
+                    waiting.future.set_exception(exc)
+            raise
+        except BaseException:
+            # The leader's request was cancelled: the others go back to the head of the queue, and the next of them
+            # leads (the leader takes itself out). Should the commit have happened after all, they are duplicates
+            # the second time, and still answered 200.
+            self._waiting[:0] = [w for w in batch if not w.future.done()]
+            raise
+        for (waiting, verified), event_id in zip(kept, event_ids, strict=True):
+            waiting.future.set_result(Kept(verified, event_id))
