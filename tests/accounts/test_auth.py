@@ -1,8 +1,12 @@
 from __future__ import annotations
 
+import asyncio
+import time
+
 import httpx
 import pytest
 
+from agrimarket.accounts.security import hash_password, verify_password
 from tests.factories import PASSWORD, SESSION_COOKIE, register
 
 
@@ -136,3 +140,30 @@ async def test_a_read_with_an_api_token_records_when_it_was_last_used(client: ht
     assert (await client.get("/api/v1/me", headers={"Authorization": f"Bearer {created.json()['token']}"})).is_success
     listed = await client.get("/api/v1/tokens", headers=account.headers)
     assert listed.json()[0]["last_used_at"] is not None
+
+
+async def test_password_hashing_leaves_the_event_loop_free_for_other_requests(client: httpx.AsyncClient) -> None:
+    """Argon2 takes tens of milliseconds: a login must not stall every other request (a push waiting for its
+    answer) meanwhile. The loop's longest stall during a login stays well under one hash's time."""
+    account = await register(client)
+    started = time.perf_counter()
+    verify_password(PASSWORD, hash_password(PASSWORD))
+    one_hash = (time.perf_counter() - started) / 2
+    longest = 0.0
+    login_done = asyncio.Event()
+
+    async def watch_the_loop() -> None:
+        nonlocal longest
+        last = time.perf_counter()
+        while not login_done.is_set():
+            await asyncio.sleep(0)
+            now = time.perf_counter()
+            longest, last = max(longest, now - last), now
+
+    watcher = asyncio.create_task(watch_the_loop())
+    answer = await client.post("/api/v1/auth/login", json={"phone": account.phone, "password": PASSWORD})
+    login_done.set()
+    await watcher
+
+    assert answer.status_code == 200
+    assert longest < one_hash / 2, (longest, one_hash)

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import TypeVar
 
 from agrimarket.accounts.permissions import Access, outranks_or_equals
 from agrimarket.accounts.repository import AccountRepository
@@ -25,6 +28,7 @@ from agrimarket.models import (
 
 # ``last_used_at`` is a hint for people reviewing their tokens; writing it on every call would be a write per read.
 TOKEN_TOUCH_INTERVAL = timedelta(minutes=5)
+_R = TypeVar("_R")
 
 
 @dataclass(frozen=True)
@@ -37,6 +41,12 @@ class Principal:
     token_needs_touch: bool = False
 
 
+async def _off_loop(function: Callable[..., _R], *args: str) -> _R:
+    """Argon2 takes tens of milliseconds of CPU (and releases the GIL): in a thread, so the event loop keeps serving
+    every other request (a marketplace's push waits for its answer) meanwhile."""
+    return await asyncio.to_thread(function, *args)
+
+
 class AccountService:
     def __init__(self, repository: AccountRepository) -> None:
         self.repo = repository
@@ -47,9 +57,11 @@ class AccountService:
         self, *, phone: str, password: str, full_name: str, organization_name: str, kind: OrganizationKind
     ) -> tuple[User, Organization]:
         phone = normalize_vn_mobile(phone)
+        # Hashed first: the transaction (on SQLite, the one writer connection) is not held while Argon2 works.
+        password_hash = await _off_loop(hash_password, password)
         if await self.repo.user_by_phone(phone) is not None:
             raise Conflict("This phone number is already registered. Log in instead.", field="phone")
-        user = User(id=uuid.uuid4(), phone=phone, full_name=full_name, password_hash=hash_password(password))
+        user = User(id=uuid.uuid4(), phone=phone, full_name=full_name, password_hash=password_hash)
         organization = Organization(id=uuid.uuid4(), name=organization_name, kind=kind)
         self.repo.add(user, organization)
         await self.repo.flush()
@@ -59,9 +71,10 @@ class AccountService:
 
     async def create_user(self, *, phone: str, password: str, full_name: str) -> User:
         phone = normalize_vn_mobile(phone)
+        password_hash = await _off_loop(hash_password, password)
         if await self.repo.user_by_phone(phone) is not None:
             raise Conflict("This phone number is already registered.", field="phone")
-        user = User(phone=phone, full_name=full_name, password_hash=hash_password(password))
+        user = User(phone=phone, full_name=full_name, password_hash=password_hash)
         self.repo.add(user)
         await self.repo.flush()
         return user
@@ -71,13 +84,13 @@ class AccountService:
         try:
             phone = normalize_vn_mobile(phone)
         except Invalid:
-            burn_verify(password)
+            await _off_loop(burn_verify, password)
             raise NotAuthenticated(message) from None
         user = await self.repo.user_by_phone(phone)
         if user is None or not user.is_active:
-            burn_verify(password)
+            await _off_loop(burn_verify, password)
             raise NotAuthenticated(message)
-        if not verify_password(password, user.password_hash):
+        if not await _off_loop(verify_password, password, user.password_hash):
             raise NotAuthenticated(message)
         user.last_login_at = utcnow()
         return user
