@@ -1,0 +1,28 @@
+"""What an import pass does for speed changes nothing else: the same keys as the catalog's, the collector as it was."""
+
+from __future__ import annotations
+
+import gc
+
+import pytest
+
+from agrimarket.imports.service import fewer_collections, fold
+from agrimarket.kit.text import fold as catalog_fold
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["SR-RI6-1KG", "  Hop  1\tkg ", "A\x1cB", "MIXED case.Sku_1", "", "Sầu riêng Ri6", "ĐẮK LẮK", "Tiêu  đen\u00a0 "],
+)
+def test_an_import_folds_like_the_catalog(text: str) -> None:
+    assert fold(text) == catalog_fold(text)
+
+
+def test_the_collector_runs_less_while_imports_run_and_as_before_after() -> None:
+    before = gc.get_threshold()
+    with fewer_collections():
+        assert gc.get_threshold()[0] >= 10_000
+        with fewer_collections():  # a second import at the same time
+            assert gc.get_threshold()[0] >= 10_000
+        assert gc.get_threshold()[0] >= 10_000  # the first still runs
+    assert gc.get_threshold() == before
