@@ -321,6 +321,15 @@ class Deployment:
                 await asyncio.to_thread(process.wait, 10)
                 raise SystemExit(f"{name} did not stop within 60 s") from None
 
+    def cpu_seconds(self) -> float:
+        """CPU time (user + system) used so far by every running AgriMarket process (Linux ``/proc``)."""
+        tick = os.sysconf("SC_CLK_TCK")
+        total = 0.0
+        for process in self.processes.values():
+            fields = Path(f"/proc/{process.pid}/stat").read_text().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / tick  # utime, stime (fields 14 and 15 of stat)
+        return total
+
     def log_marks(self) -> dict[Path, int]:
         return {path: path.stat().st_size for path in self.current.values()}
 
@@ -740,9 +749,11 @@ async def measure_throughput(
     within: float,
 ) -> dict[str, Any]:
     marks = deployment.log_marks()
+    cpu = deployment.cpu_seconds()
     wall, started, acked = await blast(deployment, pushes, senders)
     done = await settle(engine, before + len(pushes), within, jobs=False)
     synced = await settle(engine, before + len(pushes), within)
+    cpu = deployment.cpu_seconds() - cpu
     logged = deployment.log_events(marks)
     drains = [e for e in logged if e.get("event") == "inbox_drained"]
     handlings = sum(int(e.get("events") or 0) for e in drains)
@@ -765,6 +776,8 @@ async def measure_throughput(
         "acked_seconds": round(acked - started, 2),
         "acked_per_s": round(len(pushes) / (acked - started), 1),
         "syncs_settled_s": round(synced - started, 2),
+        # AgriMarket's processes' CPU time from the first send until the syncs settled, per event.
+        "server_cpu_ms_per_event": round(cpu * 1000 / len(pushes), 2),
         # From the server's own log lines: how often each event was drained (1.0: once), and the work around it.
         "drain_runs": len(drains),
         "drain_event_handlings_per_event": round(handlings / len(pushes), 2),
@@ -775,8 +788,14 @@ async def measure_throughput(
 
 
 async def measure_insert_only(deployment: Deployment, pushes: Sequence[Push], senders: int) -> dict[str, Any]:
+    cpu = deployment.cpu_seconds()
     _wall, started, acked = await blast(deployment, pushes, senders)
-    return {"events": len(pushes), "acked_per_s": round(len(pushes) / (acked - started), 1)}
+    cpu = deployment.cpu_seconds() - cpu
+    return {
+        "events": len(pushes),
+        "acked_per_s": round(len(pushes) / (acked - started), 1),
+        "server_cpu_ms_per_event": round(cpu * 1000 / len(pushes), 2),
+    }
 
 
 # -- one deployment, every phase -------------------------------------------------------------------------------------
@@ -927,6 +946,10 @@ def report(result: Mapping[str, Any]) -> None:
             f"sustained ({t['events']} events, {t['senders']} senders): {t['events_per_s']} events/s handled "
             f"({t['seconds']} s), {t['acked_per_s']}/s acknowledged ({t['acked_seconds']} s), syncs settled at "
             f"{t['syncs_settled_s']} s | inbox insert alone (no worker): {i['acked_per_s']}/s acknowledged"
+        )
+        print(
+            f"  server CPU per event: {t['server_cpu_ms_per_event']} ms handled and synced, "
+            f"{i['server_cpu_ms_per_event']} ms inbox insert alone"
         )
         print(
             f"  server log: {t['drain_runs']} drains handled each event {t['drain_event_handlings_per_event']}× "
