@@ -181,3 +181,32 @@ def test_an_old_xls_file_is_refused_with_what_to_do(tmp_path: Path) -> None:
     path.write_bytes(b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1" + b"\0" * 512)
     with pytest.raises(FileProblem, match="xlsx"):
         RowSource(path)
+
+
+def _cells(**given: Any) -> dict[str, Any]:
+    cells: dict[str, Any] = {"sku": "SR-1", "name": "Sầu riêng", "price_vnd": "120.000", "on_hand": "5"}
+    return cells | given
+
+
+def test_a_cell_met_again_has_the_same_outcome_as_the_first_time() -> None:
+    headers = {"price_vnd": "Giá bán"}
+    first = check_row(2, _cells(price_vnd="mười nghìn"), headers)
+    again = check_row(3, _cells(price_vnd="mười nghìn"), headers)
+
+    assert isinstance(first, list)
+    assert isinstance(again, list)
+    assert [(e.column, e.value, e.message, e.code) for e in first] == [
+        (e.column, e.value, e.message, e.code) for e in again
+    ]
+    assert {e.line for e in again} == {3}
+
+
+def test_equal_cells_of_other_types_are_checked_each_on_its_own() -> None:
+    """1, 1.0 and True are equal in Python; in a workbook's number column only the first two are a price."""
+    for cell in (1, 1.0, True, 1, True):
+        result = check_row(2, _cells(price_vnd=cell), {})
+        if cell is True:
+            assert isinstance(result, list), cell
+        else:
+            assert isinstance(result, ValidRow), result
+            assert result.price_vnd == 1

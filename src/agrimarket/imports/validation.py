@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Annotated, Any
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, ValidationError
+from pydantic import BeforeValidator, TypeAdapter, ValidationError
 from pydantic_core import PydanticCustomError
 
 from agrimarket.catalog.fields import (
@@ -226,24 +226,49 @@ def _text_cell(value: Any) -> Any:
     return as_text(value) if value is not None and not isinstance(value, str) else value
 
 
-class ImportRow(BaseModel):
-    """The cells of one row, each optional here: which are required is checked before (and, for a new SKU,
-    after the database is consulted)."""
+# The type of each cell, empty cells aside: which are required is checked before (and, for a new SKU, after the
+# database is consulted).
+CELL_TYPES: dict[str, Any] = {
+    "household": Annotated[Line, BeforeValidator(_text_cell)],
+    "sku": Annotated[Sku, BeforeValidator(_text_cell)],
+    "name": Annotated[ProductName, BeforeValidator(_text_cell)],
+    "variant_name": Annotated[VariantName, BeforeValidator(_text_cell)],
+    "category": Annotated[CategoryField, BeforeValidator(_alias(CATEGORY_ALIASES))],
+    "unit": Annotated[UnitField, BeforeValidator(_alias(UNIT_ALIASES))],
+    "price_vnd": Annotated[Price, BeforeValidator(parse_number)],
+    "on_hand": Annotated[OnHand, BeforeValidator(parse_number)],
+    "weight_grams": Annotated[WeightGrams, BeforeValidator(parse_number)],
+    "harvest_date": Annotated[date, BeforeValidator(parse_date)],
+    "shelf_life_days": Annotated[ShelfLifeDays, BeforeValidator(parse_number)],
+    "description": Annotated[Description, BeforeValidator(_text_cell)],
+}
+_REMEMBERED = 4096  # cells per column whose outcome is kept
 
-    model_config = ConfigDict(extra="forbid")
 
-    household: Annotated[Line, BeforeValidator(_text_cell)] | None = None
-    sku: Annotated[Sku, BeforeValidator(_text_cell)] | None = None
-    name: Annotated[ProductName, BeforeValidator(_text_cell)] | None = None
-    variant_name: Annotated[VariantName, BeforeValidator(_text_cell)] | None = None
-    category: Annotated[CategoryField, BeforeValidator(_alias(CATEGORY_ALIASES))] | None = None
-    unit: Annotated[UnitField, BeforeValidator(_alias(UNIT_ALIASES))] | None = None
-    price_vnd: Annotated[Price, BeforeValidator(parse_number)] | None = None
-    on_hand: Annotated[OnHand, BeforeValidator(parse_number)] | None = None
-    weight_grams: Annotated[WeightGrams, BeforeValidator(parse_number)] | None = None
-    harvest_date: Annotated[date, BeforeValidator(parse_date)] | None = None
-    shelf_life_days: Annotated[ShelfLifeDays, BeforeValidator(parse_number)] | None = None
-    description: Annotated[Description, BeforeValidator(_text_cell)] | None = None
+class _CellCheck:
+    """One column's validation, with the outcome of the first few thousand distinct cells kept: a file repeats its
+    households, categories, units, sizes, dates and descriptions on row after row, and a cell's outcome depends on
+    the cell alone. Kept per column for the process (bounded), so every file after the first starts warm."""
+
+    def __init__(self, name: str, cell_type: Any) -> None:
+        self.name = name
+        self.text = name in TEXT_FIELDS  # a spreadsheet could run it as a formula
+        self.validate = TypeAdapter(cell_type).validate_python
+        # cell (with its type, unless text: 1, 1.0 and True are equal keys) → (value, [(message, code), …])
+        self.outcomes: dict[Any, tuple[Any, list[tuple[str, str]]]] = {}
+
+    def first(self, cell: Cell) -> tuple[Any, list[tuple[str, str]]]:
+        """The outcome of a cell not met before (or no longer kept)."""
+        try:
+            outcome: tuple[Any, list[tuple[str, str]]] = (self.validate(cell), [])
+        except ValidationError as exc:
+            outcome = (None, [(_message(error), str(error["type"])) for error in exc.errors(include_url=False)])
+        if len(self.outcomes) < _REMEMBERED:
+            self.outcomes[cell if type(cell) is str else (type(cell), cell)] = outcome
+        return outcome
+
+
+_CHECKS = [_CellCheck(name, cell_type) for name, cell_type in CELL_TYPES.items()]
 
 
 _REQUIRED = {
@@ -256,12 +281,15 @@ _REQUIRED = {
 
 def check_row(line: int, cells: dict[str, Cell], headers: dict[str, str]) -> ValidRow | list[RowError]:
     """The row, or every problem with it (never only the first)."""
-    errors: list[RowError] = []
-    values: dict[str, Any] = {}
-    for name, cell in cells.items():
+    errors: list[RowError] = []  # cells that would run as formulas, then required cells left empty, then the rest
+    problems: list[RowError] = []
+    row: dict[str, Any] = {}  # every cell given, refused ones too
+    for check in _CHECKS:
+        name = check.name
+        cell = cells.get(name)
         if cell is None or cell == "" or (isinstance(cell, str) and not cell.strip()):
             continue
-        if name in TEXT_FIELDS and isinstance(cell, str) and cell[0] in _FORMULA_FIRST and is_formula(cell):
+        if check.text and isinstance(cell, str) and cell[0] in _FORMULA_FIRST and is_formula(cell):
             errors.append(
                 RowError(
                     line,
@@ -273,48 +301,35 @@ def check_row(line: int, cells: dict[str, Cell], headers: dict[str, str]) -> Val
                 )
             )
             continue
-        values[name] = cell
-    if len(values) < len(cells) or not _REQUIRED.keys() <= values.keys():
-        refused = {e.column for e in errors}
+        value, refused = check.outcomes.get(cell if type(cell) is str else (type(cell), cell)) or check.first(cell)
+        if refused:
+            column = column_name(name, headers)
+            problems.extend(RowError(line, column, as_text(cell), message, code) for message, code in refused)
+        row[name] = value
+    if errors or not _REQUIRED.keys() <= row.keys():
+        formulas = {e.column for e in errors}
         for name, message in _REQUIRED.items():
             column = column_name(name, headers)
-            if name not in values and column not in refused:
+            if name not in row and column not in formulas:
                 errors.append(RowError(line, column, "", f"This cannot be empty. {message}", "empty"))
-    try:
-        row = ImportRow.model_validate(values)
-    except ValidationError as exc:
-        for error in exc.errors(include_url=False):
-            name = str(error["loc"][0]) if error["loc"] else ""
-            errors.append(
-                RowError(
-                    line,
-                    column_name(name, headers),
-                    as_text(values.get(name)),
-                    _message(error),
-                    str(error["type"]),
-                )
-            )
-        return errors
+    errors += problems
     if errors:
         return errors
-    assert row.sku is not None
-    assert row.name is not None
-    assert row.price_vnd is not None
-    assert row.on_hand is not None
+    get = row.get
     return ValidRow(
         line=line,
-        household=row.household or None,
-        sku=row.sku,
-        name=row.name,
-        variant_name=row.variant_name,
-        category=row.category,
-        unit=row.unit,
-        price_vnd=row.price_vnd,
-        on_hand=row.on_hand,
-        weight_grams=row.weight_grams,
-        harvest_date=row.harvest_date,
-        shelf_life_days=row.shelf_life_days,
-        description=row.description,
+        household=get("household") or None,
+        sku=row["sku"],
+        name=row["name"],
+        variant_name=get("variant_name"),
+        category=get("category"),
+        unit=get("unit"),
+        price_vnd=row["price_vnd"],
+        on_hand=row["on_hand"],
+        weight_grams=get("weight_grams"),
+        harvest_date=get("harvest_date"),
+        shelf_life_days=get("shelf_life_days"),
+        description=get("description"),
     )
 
 
