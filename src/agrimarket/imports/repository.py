@@ -3,15 +3,15 @@ dictionaries: an import touches tens of thousands of rows, and the ORM's identit
 
 from __future__ import annotations
 
-import itertools
+import functools
 import uuid
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any, cast
 
-from sqlalchemy import Table, and_, bindparam, delete, func, insert, or_, select, tuple_, update
+from sqlalchemy import Executable, Table, and_, bindparam, delete, func, insert, or_, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from agrimarket.inventory.repository import InventoryRepository, keyset
@@ -90,6 +90,64 @@ def _converted(values: list[Any], process: Callable[[Any], Any]) -> list[Any]:
             converted = None if value is None else process(value)
         out.append(converted)
     return out
+
+
+def _by_organization(keys: Sequence[tuple[uuid.UUID, str]]) -> Iterator[list[tuple[uuid.UUID, list[str]]]]:
+    """The keys as (organization, its SKUs), ``IN_LIMIT`` SKUs at most at a time."""
+    skus: dict[uuid.UUID, list[str]] = {}
+    for organization_id, sku in dict.fromkeys(keys):
+        skus.setdefault(organization_id, []).append(sku)
+    batch: list[tuple[uuid.UUID, list[str]]] = []
+    room = IN_LIMIT
+    for organization_id, given in skus.items():
+        while given:
+            if not room:
+                yield batch
+                batch, room = [], IN_LIMIT
+            part, given = given[:room], given[room:]
+            batch.append((organization_id, part))
+            room -= len(part)
+    if batch:
+        yield batch
+
+
+@functools.lru_cache(maxsize=128)
+def _existing_statement(organizations: int) -> Executable:
+    """The lookup of ``existing`` for SKUs of this many organizations, built once: ``o0``, ``s0`` (a list), ``o1``…"""
+    return (
+        select(
+            Variant.id,
+            Variant.organization_id,
+            Variant.sku,
+            Variant.name,
+            Variant.unit,
+            Variant.price_vnd,
+            Variant.weight_grams,
+            Variant.archived_at,
+            Product.id,
+            Product.name,
+            Product.category,
+            Product.status,
+            Product.harvest_date,
+            Product.shelf_life_days,
+            Product.description,
+            func.coalesce(StockLevel.on_hand, 0),
+            func.coalesce(StockLevel.reserved, 0),
+        )
+        .join(Product, Product.id == Variant.product_id)
+        .outerjoin(StockLevel, StockLevel.variant_id == Variant.id)
+        .where(
+            or_(
+                *(
+                    and_(
+                        Variant.organization_id == bindparam(f"o{i}"),
+                        Variant.sku.in_(bindparam(f"s{i}", expanding=True)),
+                    )
+                    for i in range(organizations)
+                )
+            )
+        )
+    )
 
 
 class ImportRepository:
@@ -198,37 +256,11 @@ class ImportRepository:
         index once per key asked for (a row-value IN is not planned that way on SQLite, and one ``organization IN``
         list beside one ``sku IN`` list walks it for every organization and SKU of the chunk together)."""
         found: dict[tuple[uuid.UUID, str], Existing] = {}
-        for part in chunks(sorted(set(keys))):
-            by_organization = [
-                (organization_id, [sku for _, sku in pairs])
-                for organization_id, pairs in itertools.groupby(part, key=lambda pair: pair[0])
-            ]
-            result = await self.session.execute(
-                select(
-                    Variant.id,
-                    Variant.organization_id,
-                    Variant.sku,
-                    Variant.name,
-                    Variant.unit,
-                    Variant.price_vnd,
-                    Variant.weight_grams,
-                    Variant.archived_at,
-                    Product.id,
-                    Product.name,
-                    Product.category,
-                    Product.status,
-                    Product.harvest_date,
-                    Product.shelf_life_days,
-                    Product.description,
-                    func.coalesce(StockLevel.on_hand, 0),
-                    func.coalesce(StockLevel.reserved, 0),
-                )
-                .join(Product, Product.id == Variant.product_id)
-                .outerjoin(StockLevel, StockLevel.variant_id == Variant.id)
-                .where(
-                    or_(*(and_(Variant.organization_id == org, Variant.sku.in_(skus)) for org, skus in by_organization))
-                )
-            )
+        for by_organization in _by_organization(keys):
+            params: dict[str, Any] = {}
+            for i, (organization_id, skus) in enumerate(by_organization):
+                params[f"o{i}"], params[f"s{i}"] = organization_id, skus
+            result = await self.session.execute(_existing_statement(len(by_organization)), params)
             for row in result.all():
                 found[(row[1], row[2])] = Existing(
                     variant_id=row[0],
