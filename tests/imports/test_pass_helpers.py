@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import gc
 import uuid
+from datetime import UTC, date, datetime, timedelta
 
 import pytest
+from sqlalchemy import insert, text
+from sqlalchemy.ext.asyncio import AsyncSession
 
-from agrimarket.imports.repository import IN_LIMIT, _by_organization
+from agrimarket.imports.repository import IN_LIMIT, ImportRepository, _by_organization
 from agrimarket.imports.service import fewer_collections, fold
 from agrimarket.kit.text import fold as catalog_fold
+from agrimarket.models import Category, Organization, OrganizationKind, Product, ProductStatus
 
 
 @pytest.mark.parametrize(
@@ -41,3 +45,41 @@ def test_skus_are_looked_up_by_organization_in_lists_of_at_most_the_limit(sizes:
     assert sorted((o, s) for batch in batches for o, skus in batch for s in skus) == sorted(keys)
     assert all(0 < sum(len(skus) for _, skus in batch) <= IN_LIMIT for batch in batches)
     assert all(skus for batch in batches for _, skus in batch)
+
+
+async def test_a_bulk_insert_stores_each_value_as_an_orm_insert_does(session: AsyncSession) -> None:
+    """Ids, timestamps, dates, enums and numbers converted column by column (and once for a repeated value) are
+    stored as SQLAlchemy's own insert stores them."""
+    organization_id = uuid.uuid4()
+    now = datetime(2026, 6, 15, 8, 30, 0, 0, tzinfo=UTC)  # no microseconds: the form most likely to differ
+    values = {
+        "organization_id": organization_id,
+        "name": "Sầu riêng",
+        "description": "",
+        "category": Category.fruit,
+        "status": ProductStatus.active,
+        "harvest_date": date(2026, 6, 1),
+        "shelf_life_days": None,
+        "version": 1,
+        "search_key": "sau rieng",
+        "created_at": now,
+        "updated_at": now + timedelta(microseconds=5),
+    }
+    session.add(Organization(id=organization_id, name="Hộ An", kind=OrganizationKind.household))
+    await session.flush()
+    ours, theirs = uuid.uuid4(), uuid.uuid4()
+    await ImportRepository(session).insert_products([{"id": ours, **values}, {"id": uuid.uuid4(), **values}])
+    await session.execute(insert(Product), [{"id": theirs, **values}])
+
+    on_sqlite = (await session.connection()).dialect.name == "sqlite"
+    stored = {}
+    for product_id in (ours, theirs):
+        row = await session.execute(
+            text(
+                "SELECT CAST(id AS TEXT), CAST(created_at AS TEXT), CAST(updated_at AS TEXT), CAST(harvest_date AS "
+                "TEXT), category, status, shelf_life_days FROM products WHERE CAST(id AS TEXT) = :id"
+            ),
+            {"id": product_id.hex if on_sqlite else str(product_id)},
+        )
+        stored[product_id] = row.one()
+    assert stored[ours][1:] == stored[theirs][1:]

@@ -412,7 +412,8 @@ class ImportRepository:
         values = []
         for name in columns:
             column = [row[name] for row in rows]
-            process = table.c[name].type.bind_processor(dialect)
+            # The dialect's own form of the type (SQLite's DATETIME, not the generic one), as SQLAlchemy's insert.
+            process = table.c[name].type.dialect_impl(dialect).bind_processor(dialect)
             values.append(column if process is None else _converted(column, process))
         await connection.exec_driver_sql(sql, list(zip(*values, strict=True)))
 
