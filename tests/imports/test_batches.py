@@ -80,3 +80,23 @@ async def test_where_chunks_and_batches_end_changes_nothing_written(
     assert sum(len(sizes) for _, _, sizes in then[0]) == sum(len(sizes) for _, _, sizes in first[0]) + 14
     assert all(outcome == first[0] for outcome in first[1:])
     assert all(outcome == then[0] for outcome in then[1:])
+
+
+@pytest.mark.parametrize("problem", ["too-many-rows", "unreadable-end"])
+async def test_a_file_that_fails_after_its_first_chunks_fails_as_a_whole(
+    client: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch, problem: str
+) -> None:
+    """The next chunk is read while one is checked: a problem in either ends the preview with the reason."""
+    monkeypatch.setattr(service, "CHUNK_ROWS", 2)
+    if problem == "too-many-rows":
+        monkeypatch.setattr(service, "MAX_ROWS", 5)
+        data, reason = _file(), "more than 5 rows"
+    else:
+        data, reason = _file().decode().encode("utf-16")[:-1], "encoding"  # half a character at the end
+    account = await register(client)
+
+    response = await upload(client, account.headers, account.organization_id, data)
+
+    assert response.status_code == 201, response.text
+    assert response.json()["status"] == "failed"
+    assert reason in response.json()["message"]

@@ -321,18 +321,32 @@ class ImportPass:
 
     async def _run(self, feed: RowFeed) -> Tally:
         chunks = feed.chunks()
-        while True:
-            chunk = await asyncio.to_thread(next, chunks, None)
-            if chunk is None:
-                break
-            self.headers = feed.headers
-            if self.tally.rows + len(chunk) > MAX_ROWS:
-                raise FileProblem(
-                    f"This file has more than {MAX_ROWS:,} rows. Split it into smaller files.", line=chunk[-1].line
-                )
-            await self._chunk(chunk)
-            total = self.expected_rows or _estimate(self.tally.rows, feed.fraction_read)
-            await self.progress.report(self.tally.rows, total)
+
+        def read() -> tuple[list[Checked] | None, float]:
+            return next(chunks, None), feed.fraction_read
+
+        # The next chunk is read (in a thread) while this one is checked against the database and written.
+        reading = asyncio.ensure_future(asyncio.to_thread(read))
+        try:
+            while True:
+                chunk, fraction = await asyncio.shield(reading)  # cancelled, the read still ends before the file
+                if chunk is None:
+                    break
+                reading = asyncio.ensure_future(asyncio.to_thread(read))
+                self.headers = feed.headers
+                if self.tally.rows + len(chunk) > MAX_ROWS:
+                    raise FileProblem(
+                        f"This file has more than {MAX_ROWS:,} rows. Split it into smaller files.",
+                        line=chunk[-1].line,
+                    )
+                await self._chunk(chunk)
+                total = self.expected_rows or _estimate(self.tally.rows, fraction)
+                await self.progress.report(self.tally.rows, total)
+        finally:
+            # Never leave the file to a thread still reading it: the caller closes it next.
+            await asyncio.wait([reading])
+            if not reading.cancelled():
+                reading.exception()  # retrieved, so a failure behind ours is not logged as never retrieved
         self.headers = feed.headers
         await self._write_pending()
         await self._finish()
@@ -651,15 +665,17 @@ class ImportPass:
     # -- product fields: the first row that names a product sets them; the others must agree --------------------
 
     def _claim(self, product: ProductState, row: ValidRow) -> RowError | None:
-        given = _given(row)
         if product.claimed_by is None:
             product.claimed_by = row.line
             product.claimed = _given_bits(row)
             return None
         for bit, name in enumerate(_PRODUCT_FIELDS):
-            if name not in given or not product.claimed & (1 << bit):
+            if not product.claimed & (1 << bit):
                 continue
-            value, first = given[name], getattr(product, name)
+            value = getattr(row, name)
+            if value is None:  # not given: the product keeps what it has
+                continue
+            first = getattr(product, name)
             if first != value and not (name == "name" and fold(value) == fold(first)):
                 return RowError(
                     row.line,
@@ -816,7 +832,14 @@ def _given(row: ValidRow) -> dict[str, Any]:
 
 
 def _given_bits(row: ValidRow) -> int:
-    return sum(1 << bit for bit, name in enumerate(_PRODUCT_FIELDS) if name == "name" or getattr(row, name) is not None)
+    bits = 1  # the name, always given
+    for bit, name in _OPTIONAL_BITS:
+        if getattr(row, name) is not None:
+            bits |= bit
+    return bits
+
+
+_OPTIONAL_BITS = [(1 << bit, name) for bit, name in enumerate(_PRODUCT_FIELDS) if name != "name"]
 
 
 def _product_values(product: ProductState) -> dict[str, Any]:
