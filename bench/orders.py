@@ -82,7 +82,7 @@ from starlette.types import ASGIApp
 from agrimarket.channels.base import RateLimit
 from agrimarket.channels.registry import load
 from agrimarket.config import Environment, Settings, new_fernet_key
-from agrimarket.db import create_engine
+from agrimarket.db import create_engine, reader
 from agrimarket.demo import CATEGORY_MAPS
 from agrimarket.demo.catalog import PRODUCTS
 from agrimarket.demo.seed import ShopToConnect, seed
@@ -415,7 +415,8 @@ class Counts:
 
 
 async def counts(engine: AsyncEngine) -> Counts:
-    async with engine.connect() as conn:
+    # Deferred reads (the reading engine): the bench's polling must never take SQLite's write lock from the server.
+    async with reader(engine).connect() as conn:
         events = await conn.scalar(select(func.count()).select_from(InboundEvent))
         unhandled = await conn.scalar(
             select(func.count()).select_from(InboundEvent).where(InboundEvent.handled_at.is_(None))
@@ -448,7 +449,7 @@ async def settle(engine: AsyncEngine, expected: int, within: float, *, jobs: boo
         ):
             return time.monotonic()
         if time.monotonic() > deadline:
-            async with engine.connect() as conn:
+            async with reader(engine).connect() as conn:
                 jobs_left = (
                     await conn.execute(
                         select(Job.kind, Job.status, Job.run_at, Job.attempts, Job.last_error).where(
@@ -464,7 +465,7 @@ async def settle(engine: AsyncEngine, expected: int, within: float, *, jobs: boo
 
 
 async def last_handled(engine: AsyncEngine) -> dict[str, datetime]:
-    async with engine.connect() as conn:
+    async with reader(engine).connect() as conn:
         rows = (
             await conn.execute(
                 select(InboundEvent.connection_id, func.max(InboundEvent.handled_at)).group_by(

@@ -23,6 +23,7 @@ from collections import deque
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from contextvars import ContextVar
+from pathlib import Path
 from typing import Any, Generic, TypeVar
 from weakref import WeakKeyDictionary
 
@@ -34,6 +35,7 @@ from sqlalchemy.util import await_only
 from sqlalchemy.util.queue import Empty, Full, QueueCommon
 
 from agrimarket.config import Settings
+from agrimarket.kit.inline_sqlite import inline_connector
 
 SQLITE_BEGIN_OPTION = "agrimarket_sqlite_begin"
 
@@ -136,21 +138,25 @@ def _install_sqlite_hooks(sync_engine: Engine, busy_timeout_ms: int, begin: str 
 def create_engine(settings: Settings, *, url: str | None = None) -> AsyncEngine:
     url = url or settings.database_url
     if url.startswith("sqlite"):
+        path = url.split(":///", 1)[-1]
         if ":memory:" not in url:
-            path = url.split(":///", 1)[-1]
-            from pathlib import Path
-
             Path(path).parent.mkdir(parents=True, exist_ok=True)
         busy_ms = settings.sqlite_busy_timeout_ms
         if ":memory:" in url:  # each connection its own database: nothing to share or queue for
             engine = create_async_engine(url, poolclass=NullPool)
             _install_sqlite_hooks(engine.sync_engine, busy_ms)
             return engine
-        # The writers' one connection; a writer waits for it as long as SQLite would have waited for the lock.
+        # The writers' one connection, its statements run on the loop's thread (agrimarket.kit.inline_sqlite); a
+        # writer waits for it as long as SQLite would have waited for the lock.
         engine = create_async_engine(
-            url, poolclass=_WriterPool, pool_size=1, max_overflow=0, pool_timeout=busy_ms / 1000
+            url,
+            async_creator=inline_connector(path, busy_ms),
+            poolclass=_WriterPool,
+            pool_size=1,
+            max_overflow=0,
+            pool_timeout=busy_ms / 1000,
         )
-        _install_sqlite_hooks(engine.sync_engine, busy_ms)
+        _install_sqlite_hooks(engine.sync_engine, 0)  # waits for other processes' locks are the connector's
         readers = create_async_engine(url, pool_size=settings.db_pool_size, max_overflow=10)
         _install_sqlite_hooks(readers.sync_engine, busy_ms, begin="DEFERRED")
         _READERS[engine.sync_engine] = readers
