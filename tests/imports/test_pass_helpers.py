@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import insert, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from agrimarket.imports.repository import IN_LIMIT, ImportRepository, _by_organization
+from agrimarket.imports.repository import IN_LIMIT, PRODUCT_COLUMNS, ImportRepository, _by_organization
 from agrimarket.imports.service import fewer_collections, fold
 from agrimarket.kit.text import fold as catalog_fold
 from agrimarket.models import Category, Organization, OrganizationKind, Product, ProductStatus
@@ -68,7 +68,9 @@ async def test_a_bulk_insert_stores_each_value_as_an_orm_insert_does(session: As
     session.add(Organization(id=organization_id, name="Hộ An", kind=OrganizationKind.household))
     await session.flush()
     ours, theirs = uuid.uuid4(), uuid.uuid4()
-    await ImportRepository(session).insert_products([{"id": ours, **values}, {"id": uuid.uuid4(), **values}])
+    await ImportRepository(session).insert_products(
+        [tuple(({"id": product_id} | values)[name] for name in PRODUCT_COLUMNS) for product_id in (ours, uuid.uuid4())]
+    )
     await session.execute(insert(Product), [{"id": theirs, **values}])
 
     on_sqlite = (await session.connection()).dialect.name == "sqlite"

@@ -588,37 +588,30 @@ class ImportPass:
         if product.next_position is None:
             product.next_position = await self._next_position(product.id)
         variant_id = uuid.uuid4()
-        writes.variants.append(
-            {
-                "id": variant_id,
-                "product_id": product.id,
-                "organization_id": org_id,
-                "sku": row.sku,
-                "name": row.variant_name or DEFAULT_VARIANT_NAME,
-                "unit": row.unit,
-                "price_vnd": row.price_vnd,
-                "weight_grams": row.weight_grams,
-                "position": product.next_position,
-                "version": 1,
-                "archived_at": None,
-                "created_at": self.now,
-                "updated_at": self.now,
-            }
+        now = self.now
+        writes.variants.append(  # VARIANT_COLUMNS
+            (
+                variant_id,
+                product.id,
+                org_id,
+                row.sku,
+                row.variant_name or DEFAULT_VARIANT_NAME,
+                row.unit,
+                row.price_vnd,
+                row.weight_grams,
+                product.next_position,
+                1,
+                None,
+                now,
+                now,
+            )
         )
         if product.is_new and (not product.inserted or product.id in writes.new_ids):  # its row is in this batch
             writes.search_parts.setdefault(product.id, []).append(
                 f"{fold(row.variant_name or DEFAULT_VARIANT_NAME)} {fold(row.sku)}"
             )
         product.next_position += 1
-        writes.levels.append(
-            {
-                "variant_id": variant_id,
-                "organization_id": org_id,
-                "on_hand": row.on_hand,
-                "reserved": 0,
-                "updated_at": self.now,
-            }
-        )
+        writes.levels.append((variant_id, org_id, row.on_hand, 0, now))  # LEVEL_COLUMNS
         if row.on_hand:
             writes.movements.append(self._movement(variant_id, org_id, row.on_hand, row.on_hand, 0, row))
         if product.is_new:
@@ -697,44 +690,45 @@ class ImportPass:
 
     def _movement(
         self, variant_id: uuid.UUID, org_id: uuid.UUID, delta: int, on_hand: int, reserved: int, row: ValidRow | None
-    ) -> dict[str, Any]:
+    ) -> tuple[Any, ...]:
+        """A movement's row (``MOVEMENT_COLUMNS``)."""
         reason = (
             f"Import {self.job.filename}, line {row.line}" if row else f"Import {self.job.filename}: not in the file"
         )
-        return {
-            "id": uuid.uuid4(),
-            "variant_id": variant_id,
-            "organization_id": org_id,
-            "kind": MovementKind.import_,
-            "on_hand_delta": delta,
-            "reserved_delta": 0,
-            "on_hand_after": on_hand,
-            "reserved_after": reserved,
-            "reason": reason[:300],
-            "reference": f"{self.reference}:{variant_id}",
-            "actor_user_id": self.job.user_id,
-            "created_at": self.now,
-        }
+        return (
+            uuid.uuid4(),
+            variant_id,
+            org_id,
+            MovementKind.import_,
+            delta,
+            0,
+            on_hand,
+            reserved,
+            reason[:300],
+            f"{self.reference}:{variant_id}",
+            self.job.user_id,
+            self.now,
+        )
 
     # -- writing a chunk ------------------------------------------------------------------------------------------
 
     async def _flush(self, writes: _Writes) -> None:
         await self.repo.insert_products(
-            [
-                {
-                    "id": p.id,
-                    "organization_id": p.organization_id,
-                    "name": p.name,
-                    "description": p.description,
-                    "category": p.category,
-                    "status": ProductStatus.active,
-                    "harvest_date": p.harvest_date,
-                    "shelf_life_days": p.shelf_life_days,
-                    "version": 1,
-                    "search_key": " ".join([fold(p.name), *writes.search_parts.get(p.id, [])]),
-                    "created_at": self.now,
-                    "updated_at": self.now,
-                }
+            [  # PRODUCT_COLUMNS
+                (
+                    p.id,
+                    p.organization_id,
+                    p.name,
+                    p.description,
+                    p.category,
+                    ProductStatus.active,
+                    p.harvest_date,
+                    p.shelf_life_days,
+                    1,
+                    " ".join([fold(p.name), *writes.search_parts.get(p.id, [])]),
+                    self.now,
+                    self.now,
+                )
                 for p in writes.new_products
             ]
         )
@@ -795,7 +789,7 @@ class ImportPass:
             part = to_zero[start : start + CHUNK_ROWS]
             locked = await self.repo.lock_levels([v for v, _ in part])
             levels: list[dict[str, Any]] = []
-            movements: list[dict[str, Any]] = []
+            movements: list[tuple[Any, ...]] = []
             for variant_id, org_id in part:
                 on_hand, reserved = locked.get(variant_id, (0, 0))
                 if on_hand <= reserved:
@@ -812,11 +806,11 @@ class ImportPass:
 class _Writes:
     new_products: list[ProductState] = field(default_factory=list)
     product_updates: list[dict[str, Any]] = field(default_factory=list)
-    variants: list[dict[str, Any]] = field(default_factory=list)
-    levels: list[dict[str, Any]] = field(default_factory=list)
+    variants: list[tuple[Any, ...]] = field(default_factory=list)  # rows as the repository's *_COLUMNS
+    levels: list[tuple[Any, ...]] = field(default_factory=list)
     variant_updates: list[dict[str, Any]] = field(default_factory=list)
     level_updates: list[dict[str, Any]] = field(default_factory=list)
-    movements: list[dict[str, Any]] = field(default_factory=list)
+    movements: list[tuple[Any, ...]] = field(default_factory=list)
     search_parts: dict[uuid.UUID, list[str]] = field(default_factory=dict)  # a new product's, folded
     new_ids: set[uuid.UUID] = field(default_factory=set)
 
