@@ -19,10 +19,9 @@ import itertools
 import json
 import uuid
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, NamedTuple
 
 from agrimarket.catalog.fields import clean_sku
 from agrimarket.imports.parsing import Cell, RawRow, RowSource
@@ -34,8 +33,7 @@ FORMAT = 1
 _VALID_FIELDS = 13  # a checked row's record; a refused row's has 4
 
 
-@dataclass(frozen=True, slots=True)
-class Checked:
+class Checked(NamedTuple):
     """One data row after its own check: ``row`` when every cell is well-formed, else ``errors``.
 
     ``household`` and ``sku`` are the cells as the rest of the import reads them (for a refused row too: its SKU
@@ -102,19 +100,19 @@ def _decode(record: list[Any]) -> Checked:
         return Checked(line, household, sku, None, [RowError(line, *error) for error in errors])
     line, household, sku, name, variant, category, unit, price, on_hand, weight, harvest, shelf, description = record
     row = ValidRow(
-        line=line,
-        household=household,
-        sku=sku,
-        name=name,
-        variant_name=variant,
-        category=_CATEGORIES[category] if category is not None else None,
-        unit=_UNITS[unit] if unit is not None else None,
-        price_vnd=price,
-        on_hand=on_hand,
-        weight_grams=weight,
-        harvest_date=date.fromordinal(harvest) if harvest is not None else None,
-        shelf_life_days=shelf,
-        description=description,
+        line,
+        household,
+        sku,
+        name,
+        variant,
+        _CATEGORIES[category] if category is not None else None,
+        _UNITS[unit] if unit is not None else None,
+        price,
+        on_hand,
+        weight,
+        date.fromordinal(harvest) if harvest is not None else None,
+        shelf,
+        description,
     )
     return Checked(line, household, sku, row)
 

@@ -14,7 +14,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, NamedTuple
 
 from pydantic import BeforeValidator, TypeAdapter, ValidationError
 from pydantic_core import PydanticCustomError
@@ -117,9 +117,9 @@ class RowError:
     code: str
 
 
-@dataclass(frozen=True)
-class ValidRow:
-    """A row every cell of which is well-formed. ``None``: the cell was empty (keep what is there)."""
+class ValidRow(NamedTuple):
+    """A row every cell of which is well-formed. ``None``: the cell was empty (keep what is there). A named tuple:
+    a file makes a hundred thousand of them, twice, and a tuple is made in a quarter of a dataclass's time."""
 
     line: int
     household: str | None
@@ -316,20 +316,20 @@ def check_row(line: int, cells: dict[str, Cell], headers: dict[str, str]) -> Val
     if errors:
         return errors
     get = row.get
-    return ValidRow(
-        line=line,
-        household=get("household") or None,
-        sku=row["sku"],
-        name=row["name"],
-        variant_name=get("variant_name"),
-        category=get("category"),
-        unit=get("unit"),
-        price_vnd=row["price_vnd"],
-        on_hand=row["on_hand"],
-        weight_grams=get("weight_grams"),
-        harvest_date=get("harvest_date"),
-        shelf_life_days=get("shelf_life_days"),
-        description=get("description"),
+    return ValidRow(  # in field order: a tuple is made faster from positions
+        line,
+        get("household") or None,
+        row["sku"],
+        row["name"],
+        get("variant_name"),
+        get("category"),
+        get("unit"),
+        row["price_vnd"],
+        row["on_hand"],
+        get("weight_grams"),
+        get("harvest_date"),
+        get("shelf_life_days"),
+        get("description"),
     )
 
 
