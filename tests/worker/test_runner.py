@@ -20,12 +20,14 @@ from agrimarket.db import transaction
 from agrimarket.models import Job, JobStatus, utcnow
 from agrimarket.worker import (
     JobContext,
+    NewJob,
     PermanentJobError,
     Registry,
     RetryLater,
     Worker,
     backoff_delay,
     enqueue,
+    enqueue_many,
     retry_delay,
 )
 from agrimarket.worker.repository import JobRepository
@@ -107,6 +109,27 @@ async def test_dedupe_key_allows_one_outstanding_job_and_frees_when_it_finishes(
     assert done.locked_by is None
     # Finished, so the key is free again.
     assert await enqueue_committed(db, "test.sync", {"n": 4}, dedupe_key="sync:conn-1") != first
+
+
+async def test_enqueue_many_keeps_one_job_per_key_in_one_statement_and_answers_in_order(db: Maker) -> None:
+    taken = await enqueue_committed(db, "test.sync", {"n": 0}, dedupe_key="sync:conn-1")
+    async with transaction(db) as session:
+        answers = await enqueue_many(
+            session,
+            [
+                NewJob("test.sync", {"n": 1}, dedupe_key="sync:conn-1"),  # the key is taken: nothing
+                NewJob("test.sync", {"n": 2}, dedupe_key="sync:conn-2"),
+                NewJob("test.sync", {"n": 3}, dedupe_key="sync:conn-2"),  # taken by the row before it
+                NewJob("test.other", {"n": 4}),
+            ],
+        )
+    assert answers[0] is None
+    assert answers[1] is not None
+    assert answers[2] is None
+    assert answers[3] is not None
+    payloads = sorted(job.payload["n"] for job in [*await jobs_of(db, "test.sync"), *await jobs_of(db, "test.other")])
+    assert payloads == [0, 2, 4]
+    assert (await load(db, taken)).payload == {"n": 0}
 
 
 async def test_a_fixed_job_id_enqueues_at_most_once_ever(db: Maker) -> None:

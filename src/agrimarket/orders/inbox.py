@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import uuid
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -56,7 +56,7 @@ from agrimarket.models import ChannelConnection, InboundEvent, utcnow
 from agrimarket.observability import get_logger
 from agrimarket.orders.repository import OrderRepository
 from agrimarket.orders.service import OrderService
-from agrimarket.worker import RetryLater, enqueue
+from agrimarket.worker import NewJob, RetryLater, enqueue, enqueue_many
 from agrimarket.worker.repository import JobRepository
 
 log = get_logger(__name__)
@@ -117,13 +117,23 @@ async def follow_up_drain(
 async def request_drain(session: AsyncSession, connection_id: uuid.UUID, organization_id: uuid.UUID) -> None:
     """Make sure a drain of the shop's inbox is queued (in the caller's transaction, with the new event). Pushes
     arriving before it starts fold into it; one arriving while it runs queues the next."""
-    await enqueue(
+    await request_drains(session, {connection_id: organization_id})
+
+
+async def request_drains(session: AsyncSession, shops: Mapping[uuid.UUID, uuid.UUID]) -> None:
+    """:func:`request_drain` for several shops (``connection id → organization id``), in one statement."""
+    await enqueue_many(
         session,
-        DRAIN_KIND,
-        {"connection_id": str(connection_id)},
-        dedupe_key=drain_dedupe_key(connection_id),
-        dedupe_while_running=False,
-        organization_id=organization_id,
+        [
+            NewJob(
+                DRAIN_KIND,
+                {"connection_id": str(connection_id)},
+                dedupe_key=drain_dedupe_key(connection_id),
+                dedupe_while_running=False,
+                organization_id=organization_id,
+            )
+            for connection_id, organization_id in sorted(shops.items())  # one order: keys locked in it
+        ],
     )
 
 

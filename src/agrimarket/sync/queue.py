@@ -8,7 +8,7 @@ from datetime import datetime
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from agrimarket.worker import enqueue
+from agrimarket.worker import NewJob, enqueue, enqueue_many
 
 SYNC_KIND = "sync.connection"
 SYNC_MAX_ATTEMPTS = 12
@@ -27,17 +27,21 @@ async def request_sync(
     is let go when the job starts, so a change made during a push queues the next run, which pushes it.
     ``run_at``: not before then (a shop whose circuit is open).
     """
-    for connection_id, organization_id in sorted(connections.items()):
-        await enqueue(
-            session,
-            SYNC_KIND,
-            {"connection_id": str(connection_id)},
-            dedupe_key=sync_dedupe_key(connection_id),
-            dedupe_while_running=False,
-            organization_id=organization_id,
-            max_attempts=SYNC_MAX_ATTEMPTS,
-            run_at=run_at,
-        )
+    await enqueue_many(
+        session,
+        [
+            NewJob(
+                SYNC_KIND,
+                {"connection_id": str(connection_id)},
+                dedupe_key=sync_dedupe_key(connection_id),
+                dedupe_while_running=False,
+                organization_id=organization_id,
+                max_attempts=SYNC_MAX_ATTEMPTS,
+                run_at=run_at,
+            )
+            for connection_id, organization_id in sorted(connections.items())  # one order: keys locked in it
+        ],
+    )
 
 
 async def sync_after_lease(

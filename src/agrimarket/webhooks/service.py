@@ -25,7 +25,7 @@ from agrimarket.kit.crypto import CredentialCipher
 from agrimarket.kit.pagination import Cursor
 from agrimarket.models import ChannelConnection, ConnectionStatus, Role, utcnow
 from agrimarket.observability import counter
-from agrimarket.orders.inbox import request_drain
+from agrimarket.orders.inbox import request_drain, request_drains
 from agrimarket.webhooks.repository import InboxRepository, InboxRow
 from agrimarket.webhooks.schemas import InboxStatus
 
@@ -180,9 +180,7 @@ class InboxService:
         ]
         inserted = await self.repo.insert_many(rows)
         new = [push for push, event_id in zip(pushes, ids, strict=True) if event_id in inserted]
-        shops = {push.connection_id: push.organization_id for push in new}
-        for connection_id, organization_id in shops.items():
-            await request_drain(self.repo.session, connection_id, organization_id)
+        await request_drains(self.repo.session, {push.connection_id: push.organization_id for push in new})
         return [event_id if event_id in inserted else None for event_id in ids]
 
     async def page(

@@ -17,7 +17,15 @@ and enqueue in the same transaction as the change: ``await enqueue(session, "ord
 """
 
 from agrimarket.worker.errors import PermanentJobError, RetryLater
-from agrimarket.worker.queue import DEFAULT_MAX_ATTEMPTS, NOTIFY_CHANNEL, announce, enqueue, wake_local_workers
+from agrimarket.worker.queue import (
+    DEFAULT_MAX_ATTEMPTS,
+    NOTIFY_CHANNEL,
+    NewJob,
+    announce,
+    enqueue,
+    enqueue_many,
+    wake_local_workers,
+)
 from agrimarket.worker.registry import (
     JobContext,
     JobHandler,
@@ -36,6 +44,7 @@ __all__ = [
     "NOTIFY_CHANNEL",
     "JobContext",
     "JobHandler",
+    "NewJob",
     "PermanentJobError",
     "Registry",
     "RetryLater",
@@ -44,6 +53,7 @@ __all__ = [
     "announce",
     "backoff_delay",
     "enqueue",
+    "enqueue_many",
     "every",
     "handler",
     "load_task_modules",

@@ -10,6 +10,8 @@ from __future__ import annotations
 import asyncio
 import threading
 import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -23,6 +25,20 @@ from agrimarket.models import Job, JobStatus, utcnow
 NOTIFY_CHANNEL = "agrimarket_jobs"
 DEFAULT_MAX_ATTEMPTS = 10
 _PENDING_WAKE = "agrimarket.jobs_enqueued"
+
+
+@dataclass(frozen=True)
+class NewJob:
+    """One job for :func:`enqueue_many`; the fields mean what :func:`enqueue`'s arguments do."""
+
+    kind: str
+    payload: dict[str, Any] | None = None
+    dedupe_key: str | None = None
+    dedupe_while_running: bool = True
+    run_at: datetime | None = None
+    organization_id: uuid.UUID | None = None
+    max_attempts: int = DEFAULT_MAX_ATTEMPTS
+    job_id: uuid.UUID | None = None
 
 
 async def enqueue(
@@ -47,34 +63,50 @@ async def enqueue(
     the API.
     Returns the new job's id.
     """
-    if run_at is not None and run_at.tzinfo is None:
-        raise ValueError("run_at must be timezone-aware")
-    if max_attempts < 1:
-        raise ValueError("max_attempts must be at least 1")
-    # Objects the job refers to (its organization) may still be pending in this session.
+    job = NewJob(kind, payload, dedupe_key, dedupe_while_running, run_at, organization_id, max_attempts, job_id)
+    [inserted] = await enqueue_many(session, [job])
+    return inserted
+
+
+async def enqueue_many(session: AsyncSession, jobs: Sequence[NewJob]) -> list[uuid.UUID | None]:
+    """:func:`enqueue` for several jobs in one statement, in the order given (callers that may race on the same
+    keys give them in one order, as every row lock is taken in it). Per job: its new id, or None where its key or
+    id was taken."""
+    for job in jobs:
+        if job.run_at is not None and job.run_at.tzinfo is None:
+            raise ValueError("run_at must be timezone-aware")
+        if job.max_attempts < 1:
+            raise ValueError("max_attempts must be at least 1")
+    if not jobs:
+        return []
+    # Objects the jobs refer to (their organization) may still be pending in this session.
     await session.flush()
     now = utcnow()
-    values: dict[str, Any] = {
-        "id": job_id or uuid.uuid4(),
-        "kind": kind,
-        "payload": payload or {},
-        "status": JobStatus.queued,
-        "organization_id": organization_id,
-        "dedupe_key": dedupe_key,
-        "dedupe_while_running": dedupe_while_running,
-        "attempts": 0,
-        "max_attempts": max_attempts,
-        "run_at": run_at or now,
-        "created_at": now,
-    }
+    ids = [job.job_id or uuid.uuid4() for job in jobs]
+    rows: list[dict[str, Any]] = [
+        {
+            "id": job_id,
+            "kind": job.kind,
+            "payload": job.payload or {},
+            "status": JobStatus.queued,
+            "organization_id": job.organization_id,
+            "dedupe_key": job.dedupe_key,
+            "dedupe_while_running": job.dedupe_while_running,
+            "attempts": 0,
+            "max_attempts": job.max_attempts,
+            "run_at": job.run_at or now,
+            "created_at": now,
+        }
+        for job, job_id in zip(jobs, ids, strict=True)
+    ]
     dialect = session.get_bind().dialect.name
     insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    # No conflict target: a taken id or a taken dedupe key both make this insert-or-nothing.
-    statement = insert(Job).values(values).on_conflict_do_nothing().returning(Job.id)
-    inserted: uuid.UUID | None = (await session.execute(statement)).scalar_one_or_none()
-    if inserted is not None:
+    # No conflict target: a taken id or a taken dedupe key both make a row insert-or-nothing.
+    statement = insert(Job).values(rows).on_conflict_do_nothing().returning(Job.id)
+    inserted = set((await session.scalars(statement)).all())
+    if inserted:
         await announce(session)
-    return inserted
+    return [job_id if job_id in inserted else None for job_id in ids]
 
 
 async def announce(session: AsyncSession) -> None:
