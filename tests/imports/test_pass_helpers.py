@@ -10,7 +10,13 @@ import pytest
 from sqlalchemy import insert, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from agrimarket.imports.repository import IN_LIMIT, PRODUCT_COLUMNS, ImportRepository, _by_organization
+from agrimarket.imports.repository import (
+    LOOKUP_LIMIT,
+    LOOKUP_ORGANIZATIONS,
+    PRODUCT_COLUMNS,
+    ImportRepository,
+    _by_organization,
+)
 from agrimarket.imports.service import fewer_collections, fold
 from agrimarket.kit.text import fold as catalog_fold
 from agrimarket.models import Category, Organization, OrganizationKind, Product, ProductStatus
@@ -34,8 +40,11 @@ def test_the_collector_runs_less_while_imports_run_and_as_before_after() -> None
     assert gc.get_threshold() == before
 
 
-@pytest.mark.parametrize("sizes", [[], [1], [IN_LIMIT], [IN_LIMIT, 1], [IN_LIMIT - 1, 2, IN_LIMIT * 2 + 3], [7] * 90])
-def test_skus_are_looked_up_by_organization_in_lists_of_at_most_the_limit(sizes: list[int]) -> None:
+@pytest.mark.parametrize(
+    "sizes",
+    [[], [1], [LOOKUP_LIMIT], [LOOKUP_LIMIT, 1], [LOOKUP_LIMIT - 1, 2, LOOKUP_LIMIT * 2 + 3], [7] * 200, [1] * 250],
+)
+def test_skus_are_looked_up_by_organization_in_lists_of_at_most_the_limits(sizes: list[int]) -> None:
     keys = [
         (organization, f"SKU-{i}") for organization, size in ((uuid.uuid4(), s) for s in sizes) for i in range(size)
     ]
@@ -43,7 +52,8 @@ def test_skus_are_looked_up_by_organization_in_lists_of_at_most_the_limit(sizes:
     batches = list(_by_organization(keys + keys[:5]))  # a key asked for twice is looked up once
 
     assert sorted((o, s) for batch in batches for o, skus in batch for s in skus) == sorted(keys)
-    assert all(0 < sum(len(skus) for _, skus in batch) <= IN_LIMIT for batch in batches)
+    assert all(0 < sum(len(skus) for _, skus in batch) <= LOOKUP_LIMIT for batch in batches)
+    assert all(len(batch) <= LOOKUP_ORGANIZATIONS for batch in batches)
     assert all(skus for batch in batches for _, skus in batch)
 
 
@@ -85,3 +95,9 @@ async def test_a_bulk_insert_stores_each_value_as_an_orm_insert_does(session: As
         )
         stored[product_id] = row.one()
     assert stored[ours][1:] == stored[theirs][1:]
+
+
+async def test_a_lookup_over_many_households_at_once_is_split_where_the_database_needs(session: AsyncSession) -> None:
+    keys = [(uuid.uuid4(), f"SKU-{i}") for i in range(LOOKUP_ORGANIZATIONS * 10 + 1)]  # a row for each household
+
+    assert await ImportRepository(session).existing(keys) == {}

@@ -82,6 +82,10 @@ MOVEMENT_COLUMNS = (
     "created_at",
 )
 IN_LIMIT = 500  # ids per IN (...) list: well inside SQLite's and PostgreSQL's parameter limits
+# SKUs per catalogue lookup: a whole chunk of a file in one query (each query is a round trip to the database's
+# thread; ~1,040 parameters, within SQLite's 32,766 and PostgreSQL's 65,535).
+LOOKUP_LIMIT = 1000
+LOOKUP_ORGANIZATIONS = 100  # OR-ed terms per lookup: SQLite parses an OR chain as a tree at most 1,000 deep
 
 
 @dataclass(slots=True)
@@ -137,17 +141,18 @@ def _converted(values: Sequence[Any], process: Callable[[Any], Any]) -> list[Any
 
 
 def _by_organization(keys: Sequence[tuple[uuid.UUID, str]]) -> Iterator[list[tuple[uuid.UUID, list[str]]]]:
-    """The keys as (organization, its SKUs), ``IN_LIMIT`` SKUs at most at a time."""
+    """The keys as (organization, its SKUs), at most ``LOOKUP_LIMIT`` SKUs and ``LOOKUP_ORGANIZATIONS``
+    organizations at a time."""
     skus: dict[uuid.UUID, list[str]] = {}
     for organization_id, sku in dict.fromkeys(keys):
         skus.setdefault(organization_id, []).append(sku)
     batch: list[tuple[uuid.UUID, list[str]]] = []
-    room = IN_LIMIT
+    room = LOOKUP_LIMIT
     for organization_id, given in skus.items():
         while given:
-            if not room:
+            if not room or len(batch) == LOOKUP_ORGANIZATIONS:
                 yield batch
-                batch, room = [], IN_LIMIT
+                batch, room = [], LOOKUP_LIMIT
             part, given = given[:room], given[room:]
             batch.append((organization_id, part))
             room -= len(part)
@@ -295,8 +300,8 @@ class ImportRepository:
     # -- the catalogue as the file's rows meet it -------------------------------------------------------------
 
     async def existing(self, keys: Sequence[tuple[uuid.UUID, str]]) -> dict[tuple[uuid.UUID, str], Existing]:
-        """The variants with these (organization, SKU) keys, with product and stock. One query per few hundred
-        keys, grouped by organization: ``(organization = … AND sku IN (…)) OR …`` walks the (organization, SKU)
+        """The variants with these (organization, SKU) keys, with product and stock. One query per thousand keys,
+        grouped by organization: ``(organization = … AND sku IN (…)) OR …`` walks the (organization, SKU)
         index once per key asked for (a row-value IN is not planned that way on SQLite, and one ``organization IN``
         list beside one ``sku IN`` list walks it for every organization and SKU of the chunk together)."""
         found: dict[tuple[uuid.UUID, str], Existing] = {}
