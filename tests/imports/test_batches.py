@@ -100,3 +100,45 @@ async def test_a_file_that_fails_after_its_first_chunks_fails_as_a_whole(
     assert response.status_code == 201, response.text
     assert response.json()["status"] == "failed"
     assert reason in response.json()["message"]
+
+
+async def test_products_left_out_are_counted_from_the_catalogue_whichever_chunk_first_names_a_household(
+    client: httpx.AsyncClient, sessionmaker: async_sessionmaker[AsyncSession], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cooperative = await register(client, kind="cooperative", name="HTX Điều Bình Phước")
+    for code in ("HTX-001", "HTX-002"):
+        response = await client.post(
+            f"/api/v1/organizations/{cooperative.organization_id}/members",
+            json={"name": f"Hộ {code}", "member_code": code, "owner_phone": (await register(client)).phone},
+            headers=cooperative.headers,
+        )
+        assert response.status_code == 201, response.text
+
+    def row(household: str, sku: str, stock: int) -> list[Any]:
+        return [household, sku, f"Hạt điều {sku}", "Túi 500 g", "Hạt", "túi", "185.000", str(stock), "550", "", "", ""]
+
+    async def imported(rows: list[list[Any]], *, zero: bool = False) -> dict[str, Any]:
+        preview = await upload(client, cooperative.headers, cooperative.organization_id, csv_text(rows).encode())
+        assert preview.status_code == 201, preview.text
+        applied = await apply(client, cooperative.headers, preview.json()["id"], zero=zero)
+        body: dict[str, Any] = applied.json()
+        assert body["status"] == "applied", body
+        return {"previewed": preview.json()["missing_count"], "applied": body["missing_count"]} | body
+
+    await imported(
+        [row("HTX-001", "X-1", 5), row("HTX-001", "X-2", 3), row("HTX-002", "Y-1", 4), row("HTX-002", "Y-2", 0)]
+    )
+    monkeypatch.setattr(service, "CHUNK_ROWS", 1)
+    monkeypatch.setattr(service, "FLUSH_ROWS", 1)  # each new SKU written before the next row is read
+    again = [row("HTX-001", "N-1", 1), row("HTX-001", "X-1", 5), row("HTX-002", "N-2", 2), row("HTX-002", "Y-1", 4)]
+
+    counted = await imported(again)
+    zeroed = await imported(again, zero=True)
+
+    assert (counted["previewed"], counted["applied"], counted["zeroed_count"]) == (1, 1, 0)  # X-2 (Y-2 has none)
+    assert (zeroed["previewed"], zeroed["applied"], zeroed["zeroed_count"]) == (1, 1, 1)
+    async with sessionmaker() as session:
+        stock = dict((await session.execute(select(Variant.sku, StockLevel.on_hand).join(StockLevel))).all())
+    assert {sku: stock[sku] for sku in ("X-1", "X-2", "Y-1", "Y-2", "N-1", "N-2")} == {
+        "X-1": 5, "X-2": 0, "Y-1": 4, "Y-2": 0, "N-1": 1, "N-2": 2
+    }  # fmt: skip

@@ -15,8 +15,8 @@ marked dirty once at the end, for every variant that changed (or whose product d
 coalesced update per shop.
 
 Memory is bounded by the chunk, the changes not yet written, and what must be remembered across chunks: each
-(household, SKU) seen (to find a SKU given twice and the products the file leaves out) and each product the file
-names.
+(household, SKU) seen (to find a SKU given twice and the products the file leaves out), the SKUs on sale in the
+file's households, and each product the file names.
 """
 
 from __future__ import annotations
@@ -311,6 +311,9 @@ class ImportPass:
         self.reference = f"import:{job.id}"
         self._analysed_at = 0
         self.pending = _Writes()  # what the rows checked since the last write will write
+        # Each household's SKUs on sale (with stock not held for orders), read when the file first names it:
+        # what the file leaves out of them is missing.
+        self.on_sale: dict[uuid.UUID, list[str]] = {}
         self.pending_rows = 0
 
     # -- the loop -------------------------------------------------------------------------------------------------
@@ -358,6 +361,7 @@ class ImportPass:
 
     async def _chunk(self, chunk: list[Checked]) -> None:
         checked: list[tuple[ValidRow, uuid.UUID]] = []
+        new_households: list[uuid.UUID] = []
         household_column = column_name("household", self.headers)
         sku_column = column_name("sku", self.headers)
         for item in chunk:
@@ -369,7 +373,10 @@ class ImportPass:
                 org_id = None
             else:
                 org_id = owner
-                self.tally.households[org_id] = self.tally.households.get(org_id, 0) + 1
+                rows = self.tally.households.get(org_id, 0)
+                self.tally.households[org_id] = rows + 1
+                if not rows:
+                    new_households.append(org_id)
             sku = item.sku
             if org_id is not None and sku is not None:
                 first = self.seen.setdefault((org_id, sku), item.line)
@@ -389,6 +396,9 @@ class ImportPass:
                 assert item.row is not None
                 assert org_id is not None
                 checked.append((item.row, org_id))
+        for org_id in new_households:
+            # Before any of the household's rows is written: the SKUs it sells are the catalogue's, not the file's.
+            self.on_sale[org_id] = await self.repo.skus_on_sale(org_id)
         if not checked:
             return
         existing = await self.repo.existing([(org_id, row.sku) for row, org_id in checked])
@@ -767,20 +777,20 @@ class ImportPass:
             )
 
     async def _missing(self) -> None:
-        """Products on sale in the file's households that the file does not name: counted, and set to 0 (all of
-        what is not held for orders) when the clerk asked for it."""
+        """Products on sale in the file's households (when the file first named each) that the file does not
+        name: counted, and set to 0 (all of what is not held for orders) when the clerk asked for it."""
         scope = sorted(org for org in self.tally.households)
         if not scope:
             return
-        if self.write and self.tally.created > self._analysed_at:
-            await self.repo.refresh_statistics()
         missing: dict[uuid.UUID, list[str]] = {}
         for org_id in scope:
-            skus = [sku for sku in await self.repo.skus_on_sale(org_id) if (org_id, sku) not in self.seen]
+            skus = [sku for sku in self.on_sale.pop(org_id, []) if (org_id, sku) not in self.seen]
             self.tally.missing += len(skus)
             missing[org_id] = skus
         if not (self.write and self.zero_missing and not self.failed and self.tally.missing):
             return
+        if self.tally.created > self._analysed_at:
+            await self.repo.refresh_statistics()
         to_zero: list[tuple[uuid.UUID, uuid.UUID]] = []
         for org_id, skus in missing.items():
             to_zero.extend((variant_id, org_id) for variant_id in await self.repo.variant_ids(org_id, skus))
