@@ -20,6 +20,7 @@ from agrimarket.db import make_sessionmaker
 from agrimarket.imports import checked, tasks, validation
 from agrimarket.imports.checked import Checked, CheckedWriter, open_checked
 from agrimarket.imports.validation import RowError, ValidRow
+from agrimarket.media.storage import LocalStorage
 from agrimarket.models import Category, ImportJob, StockLevel, Unit, Variant
 from agrimarket.worker import JobContext
 from tests.factories import Account, register
@@ -277,3 +278,20 @@ def test_kept_rows_are_not_used_for_another_import_file_or_key(tmp_path: Path) -
     assert open_checked(tmp_path / "kept", import_id, "cd" * 32, KEY) is None
     assert open_checked(tmp_path / "kept", import_id, "ab" * 32, checked.signing_key("other")) is None
     assert open_checked(tmp_path / "missing", import_id, "ab" * 32, KEY) is None
+
+
+async def test_an_apply_whose_kept_rows_cannot_be_deleted_is_still_applied(
+    client: httpx.AsyncClient, worker: Worker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    account = await register(client)
+    rows = _rows()
+    import_id = await _previewed(client, worker, account, csv_text(rows).encode())
+
+    async def failing(self: LocalStorage, key: str) -> None:
+        raise OSError("disk went away")
+
+    monkeypatch.setattr(LocalStorage, "delete", failing)
+    job = await _applied(client, worker, account, import_id)
+
+    assert job.status.value == "applied", job.message
+    assert await worker.stock(account.organization_id) == _expected(rows)

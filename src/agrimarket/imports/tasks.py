@@ -69,6 +69,14 @@ def _signing_key(settings: Settings) -> bytes:
     return signing_key(settings.secret_key.get_secret_value())
 
 
+async def _forget_checked(storage: Storage, job: ImportJob) -> None:
+    """An applied import is not applied again: its kept rows go (left behind if the storage fails now)."""
+    try:
+        await storage.delete(checked_key(job))
+    except Exception:
+        log.warning("import_checked_rows_not_deleted", import_id=str(job.id), exc_info=True)
+
+
 class CommittingSink:
     """Errors written in short transactions of their own, a batch at a time (a preview in the worker)."""
 
@@ -196,7 +204,7 @@ async def apply_import(ctx: JobContext, payload: dict[str, Any]) -> None:
             status: ImportStatus = current.status
             log.info("import_applied", import_id=str(import_id), status=status.value)
         if status is ImportStatus.applied:
-            await storage.delete(checked_key(job))  # an applied import is not applied again
+            await _forget_checked(storage, job)
     except Exception as exc:
         if ctx.is_last_attempt:
             await _give_up(ctx, import_id, ImportStatus.applying, exc)
