@@ -50,8 +50,8 @@ WriteSessionDep = Annotated[AsyncSession, Depends(get_write_session, scope="func
 SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
 
 
-def get_account_service(session: SessionDep) -> AccountService:
-    return AccountService(AccountRepository(session))
+async def get_account_service(request: Request, session: SessionDep) -> AccountService:
+    return AccountService(AccountRepository(session), request.app.state.read_sessionmaker)
 
 
 AccountServiceDep = Annotated[AccountService, Depends(get_account_service)]

@@ -2,11 +2,16 @@ from __future__ import annotations
 
 import asyncio
 import time
+import uuid
 
 import httpx
 import pytest
+from sqlalchemy import update
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from agrimarket.accounts.security import hash_password, verify_password
+from agrimarket.db import make_sessionmaker, transaction
+from agrimarket.models import User
 from tests.factories import PASSWORD, SESSION_COOKIE, register
 
 
@@ -167,3 +172,29 @@ async def test_password_hashing_leaves_the_event_loop_free_for_other_requests(cl
 
     assert answer.status_code == 200
     assert longest < one_hash / 2, (longest, one_hash)
+
+
+async def test_a_login_does_not_hold_back_other_writers_while_it_checks_the_password(
+    engine: AsyncEngine, committing_client: httpx.AsyncClient
+) -> None:
+    """On SQLite every write waits for the process's one writer connection: the password is checked before the
+    login's own transaction starts, so a write meanwhile goes through at once, not after Argon2."""
+    account = await register(committing_client)
+    started = time.perf_counter()
+    verify_password(PASSWORD, hash_password(PASSWORD))
+    one_hash = (time.perf_counter() - started) / 2
+
+    login = asyncio.create_task(
+        committing_client.post("/api/v1/auth/login", json={"phone": account.phone, "password": PASSWORD})
+    )
+    await asyncio.sleep(one_hash / 4)  # the login is checking the password now
+    began = time.perf_counter()
+    async with transaction(make_sessionmaker(engine)) as session:
+        await session.execute(
+            update(User).where(User.id == uuid.UUID(account.user_id)).values(full_name="Nguyễn Văn Bình")
+        )
+    waited = time.perf_counter() - began
+    answer = await login
+
+    assert answer.status_code == 200
+    assert waited < one_hash / 2, (waited, one_hash)

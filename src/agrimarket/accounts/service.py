@@ -9,9 +9,12 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import TypeVar
 
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
 from agrimarket.accounts.permissions import Access, outranks_or_equals
 from agrimarket.accounts.repository import AccountRepository
 from agrimarket.accounts.security import burn_verify, hash_password, verify_password
+from agrimarket.db import transaction
 from agrimarket.errors import Conflict, Invalid, NotAuthenticated, NotFound
 from agrimarket.kit.crypto import new_token, token_hash
 from agrimarket.kit.phone import normalize_vn_mobile
@@ -48,8 +51,11 @@ async def _off_loop(function: Callable[..., _R], *args: str) -> _R:
 
 
 class AccountService:
-    def __init__(self, repository: AccountRepository) -> None:
+    def __init__(self, repository: AccountRepository, readers: async_sessionmaker[AsyncSession] | None = None) -> None:
         self.repo = repository
+        # Where a login looks the password hash up before its own transaction writes anything (on SQLite the write
+        # transaction holds the process's one writer connection, and Argon2 takes ~170 ms).
+        self.readers = readers
 
     # -- registration and login -------------------------------------------------------------------------------
 
@@ -86,11 +92,18 @@ class AccountService:
         except Invalid:
             await _off_loop(burn_verify, password)
             raise NotAuthenticated(message) from None
-        user = await self.repo.user_by_phone(phone)
-        if user is None or not user.is_active:
+        if self.readers is not None:
+            async with transaction(self.readers) as reading:
+                found = await AccountRepository(reading).user_by_phone(phone)
+        else:
+            found = await self.repo.user_by_phone(phone)
+        if found is None or not found.is_active:
             await _off_loop(burn_verify, password)
             raise NotAuthenticated(message)
-        if not await _off_loop(verify_password, password, user.password_hash):
+        if not await _off_loop(verify_password, password, found.password_hash):
+            raise NotAuthenticated(message)
+        user = found if self.readers is None else await self.repo.user_by_id(found.id)
+        if user is None or not user.is_active:  # gone or deactivated while the password was being checked
             raise NotAuthenticated(message)
         user.last_login_at = utcnow()
         return user
