@@ -6,7 +6,11 @@ from __future__ import annotations
 import io
 
 import httpx
+import pytest
 
+from agrimarket.imports.schemas import RowErrorOut
+from agrimarket.web.cooperative import import_problem
+from agrimarket.web.i18n import Translator
 from tests.web.helpers import csrf, parse, post_form, register
 
 PAGE_BUDGET = 50 * 1024
@@ -90,6 +94,9 @@ async def test_a_product_file_is_previewed_with_its_errors_then_applied(client: 
     preview = await client.get(uploaded.headers["location"])
     assert preview.status_code == 200
     assert "<td>3</td><td>Giá bán</td>" in preview.text  # line 3, the price column
+    # What to type, in the page's language (the API's message is English): the product form's own wording.
+    assert "“abc”: Hãy nhập giá bằng đồng" in preview.text
+    assert "Enter the price" not in preview.text
     assert "/errors.csv" in preview.text
     assert 'value="valid_rows"' in preview.text
     assert await _weight(client, preview.text) <= PAGE_BUDGET
@@ -111,6 +118,40 @@ async def test_a_product_file_is_previewed_with_its_errors_then_applied(client: 
     assert refused.status_code == 404
 
 
+async def _upload_page(client: httpx.AsyncClient, organization_id: str, body: str) -> str:
+    form = await client.get(f"/imports/new?org={organization_id}")
+    uploaded = await client.post(
+        "/imports",
+        data={"csrf_token": csrf(form.text), "org": organization_id},
+        files={"file": ("san-pham.csv", io.BytesIO(body.encode()), "text/csv")},
+        headers={"Sec-Fetch-Site": "same-origin"},
+    )
+    assert uploaded.status_code == 303, uploaded.text
+    return str(uploaded.headers["location"])
+
+
+async def test_products_missing_from_the_file_are_warned_of_and_zeroed_only_when_the_box_is_ticked(
+    client: httpx.AsyncClient,
+) -> None:
+    user = await register(client, name="Hộ Lê Thị Hoa")
+    durian = ",SR-1KG,Sầu riêng,Hộp 1 kg,Trái cây,hộp,120000,25,1200\n"
+    both = HEADER + durian + ",MIT-1,Mít,Trái,Trái cây,trái,50000,8,3000\n"
+    first = await _upload_page(client, user.organization_id, both)
+    assert (await post_form(client, first + "/apply", {"mode": "all_or_nothing"}, page=first)).status_code == 303
+
+    only_durian = HEADER + durian
+    page = await _upload_page(client, user.organization_id, only_durian)
+    preview = (await client.get(page)).text
+    assert "1 sản phẩm đang bán không có trong tệp này." in preview
+    assert 'name="zero_missing"' in preview
+    assert not parse(preview).unlabelled()
+    ticked = await post_form(client, page + "/apply", {"mode": "all_or_nothing", "zero_missing": "1"}, page=page)
+    assert ticked.status_code == 303, ticked.text
+
+    stock = await client.get(f"/api/v1/organizations/{user.organization_id}/stock")
+    assert {row["sku"]: row["available"] for row in stock.json()["items"]} == {"SR-1KG": 25, "MIT-1": 0}
+
+
 async def test_every_new_form_is_refused_without_its_csrf_token(client: httpx.AsyncClient) -> None:
     user = await register(client)
     some = "00000000-0000-0000-0000-000000000001"
@@ -128,3 +169,21 @@ async def test_every_new_form_is_refused_without_its_csrf_token(client: httpx.As
         assert refused.status_code == 403, path
         cross_site = await client.post(path, data={"csrf_token": "x"}, headers={"Sec-Fetch-Site": "cross-site"})
         assert cross_site.status_code == 403, path
+
+
+@pytest.mark.parametrize(
+    ("code", "column", "vietnamese"),
+    [
+        ("empty", "Tồn kho", "Ô này không được để trống. Hãy nhập"),
+        ("empty", "Đơn vị", "Ô này không được để trống."),
+        ("int_parsing", "Khối lượng (g)", "gam"),
+        ("formula", "Tên sản phẩm", "công thức"),
+        ("duplicate_sku", "Mã SKU", "mỗi SKU chỉ giữ một dòng"),
+        ("unknown_household", "Hộ sản xuất", "trang Thành viên"),
+        ("file", "", "Không dùng được tệp này: The file has no SKU column."),
+        ("something_new", "Cột lạ", "Hãy kiểm tra lại giá trị này."),
+    ],
+)
+def test_every_import_error_reads_in_vietnamese_on_the_page(code: str, column: str, vietnamese: str) -> None:
+    error = RowErrorOut(line=2, column=column, value="x", message="The file has no SKU column.", code=code)
+    assert vietnamese in import_problem(error, Translator("vi"))

@@ -15,11 +15,13 @@ from agrimarket.accounts.service import Principal
 from agrimarket.deps import AccountServiceDep, SettingsDep
 from agrimarket.errors import Conflict, Invalid, NotFound
 from agrimarket.imports import endpoints as import_api
+from agrimarket.imports.columns import field_for
 from agrimarket.imports.endpoints import ImportServiceDep
-from agrimarket.imports.schemas import ApplyIn
+from agrimarket.imports.schemas import ApplyIn, RowErrorOut
 from agrimarket.imports.service import Mode
 from agrimarket.models import ImportStatus, OrganizationKind, Role
-from agrimarket.web.forms import CheckedForm, FieldErrors, field_error, text, upload
+from agrimarket.web.forms import CHECK_THIS, FIELD_MESSAGES, CheckedForm, FieldErrors, field_error, text, upload
+from agrimarket.web.i18n import N_, Translator
 from agrimarket.web.pages import PagePrincipal, PageRejected, TranslatorDep, render, see_other
 from agrimarket.web.routes import _current_organization, _uuid, router
 
@@ -167,9 +169,50 @@ async def upload_file(
     return see_other(f"/imports/{out.id}")
 
 
+# An import error on the page: what the clerk should do, in the page's language. The API's messages are English
+# (with the row's details); its ``code`` and column say which of these applies.
+IMPORT_PROBLEMS: dict[str, str] = {
+    "formula": N_("A spreadsheet would run this as a formula: remove the first character (= + - or @)."),
+    "duplicate_sku": N_("This SKU is on another row for the same household too: keep one row per SKU."),
+    "unknown_household": N_(
+        "No member household has this phone number or member code. Check it, or add the household on the "
+        "Members page first."
+    ),
+    "archived": N_("This product is archived: restore it on the Products page first, or use another SKU."),
+    "below_reserved": N_("The stock cannot be less than what open orders already hold."),
+    "product_conflict": N_("Rows of one product must have the same name, category, dates and description."),
+}
+COLUMN_HINTS: dict[str, str] = {
+    "household": N_("Enter the member's phone number or member code, or leave it empty for your own products."),
+    "sku": N_("Enter the SKU, e.g. SR-RI6-1KG."),
+    "name": FIELD_MESSAGES["name"],
+    "variant_name": N_("Enter the size or pack, e.g. Hộp 1 kg."),
+    "category": FIELD_MESSAGES["category"],
+    "unit": FIELD_MESSAGES["unit"],
+    "price_vnd": FIELD_MESSAGES["price"],
+    "on_hand": FIELD_MESSAGES["stock"],
+    "weight_grams": FIELD_MESSAGES["weight"],
+    "harvest_date": FIELD_MESSAGES["harvest_date"],
+    "shelf_life_days": N_("Enter the shelf life in days as a whole number, e.g. 90."),
+    "description": N_("Check the description: it may be too long."),
+}
+
+
+def import_problem(error: RowErrorOut, tr: Translator) -> str:
+    if error.code in IMPORT_PROBLEMS:
+        return tr.gettext(IMPORT_PROBLEMS[error.code])
+    if error.code == "file":
+        return tr.gettext("The file cannot be used: %(why)s", why=error.message)
+    field = field_for(error.column)
+    hint = tr.gettext(COLUMN_HINTS.get(field or "", CHECK_THIS))
+    if error.code == "empty":
+        return tr.gettext("This cell cannot be empty.") + " " + hint
+    return hint
+
+
 @router.get("/imports/{import_id}")
 async def import_page(
-    request: Request, import_id: uuid.UUID, principal: PagePrincipal, imports: ImportServiceDep
+    request: Request, import_id: uuid.UUID, principal: PagePrincipal, imports: ImportServiceDep, tr: TranslatorDep
 ) -> Response:
     out = await import_api.get_import(import_id, principal, imports)
     working = out.status in (ImportStatus.validating, ImportStatus.applying)
@@ -178,6 +221,7 @@ async def import_page(
         "import.html",
         {
             "job": out,
+            "problems": [(error, import_problem(error, tr)) for error in out.errors],
             "working": working,
             "refresh": IMPORT_REFRESH_SECONDS if working else None,
             "can_apply": out.status is ImportStatus.previewed,
