@@ -56,7 +56,7 @@ from agrimarket.models import ChannelConnection, InboundEvent, utcnow
 from agrimarket.observability import get_logger
 from agrimarket.orders.repository import OrderRepository
 from agrimarket.orders.service import OrderService
-from agrimarket.worker import NewJob, RetryLater, enqueue, enqueue_many
+from agrimarket.worker import RetryLater, enqueue, enqueue_many, per_connection_jobs
 from agrimarket.worker.repository import JobRepository
 
 log = get_logger(__name__)
@@ -122,19 +122,7 @@ async def request_drain(session: AsyncSession, connection_id: uuid.UUID, organiz
 
 async def request_drains(session: AsyncSession, shops: Mapping[uuid.UUID, uuid.UUID]) -> None:
     """:func:`request_drain` for several shops (``connection id → organization id``), in one statement."""
-    await enqueue_many(
-        session,
-        [
-            NewJob(
-                DRAIN_KIND,
-                {"connection_id": str(connection_id)},
-                dedupe_key=drain_dedupe_key(connection_id),
-                dedupe_while_running=False,
-                organization_id=organization_id,
-            )
-            for connection_id, organization_id in sorted(shops.items())  # one order: keys locked in it
-        ],
-    )
+    await enqueue_many(session, per_connection_jobs(DRAIN_KIND, shops, dedupe_key=drain_dedupe_key))
 
 
 @dataclass

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import datetime
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from agrimarket.worker import NewJob, enqueue, enqueue_many
+from agrimarket.worker import enqueue_many, per_connection_jobs
 
 SYNC_KIND = "sync.connection"
 SYNC_MAX_ATTEMPTS = 12
@@ -27,21 +27,10 @@ async def request_sync(
     is let go when the job starts, so a change made during a push queues the next run, which pushes it.
     ``run_at``: not before then (a shop whose circuit is open).
     """
-    await enqueue_many(
-        session,
-        [
-            NewJob(
-                SYNC_KIND,
-                {"connection_id": str(connection_id)},
-                dedupe_key=sync_dedupe_key(connection_id),
-                dedupe_while_running=False,
-                organization_id=organization_id,
-                max_attempts=SYNC_MAX_ATTEMPTS,
-                run_at=run_at,
-            )
-            for connection_id, organization_id in sorted(connections.items())  # one order: keys locked in it
-        ],
+    jobs = per_connection_jobs(
+        SYNC_KIND, connections, dedupe_key=sync_dedupe_key, max_attempts=SYNC_MAX_ATTEMPTS, run_at=run_at
     )
+    await enqueue_many(session, jobs)
 
 
 async def sync_after_lease(
@@ -50,16 +39,7 @@ async def sync_after_lease(
     """A shop found busy: its holder looks for new work when it lets go, unless it died first. This job, due
     when the holder's lease lapses, covers that case. Its own key, so it never holds back the ordinary job a live
     holder queues on its way out."""
-    await enqueue(
-        session,
-        SYNC_KIND,
-        {"connection_id": str(connection_id)},
-        dedupe_key=f"sync-after-lease:{connection_id}",
-        dedupe_while_running=False,
-        organization_id=organization_id,
-        max_attempts=SYNC_MAX_ATTEMPTS,
-        run_at=at,
-    )
+    await _one_sync(session, connection_id, organization_id, at, lambda shop: f"sync-after-lease:{shop}")
 
 
 def review_check_key(connection_id: uuid.UUID) -> str:
@@ -71,13 +51,17 @@ async def request_review_check(
 ) -> None:
     """A shop with listings the platform is still reviewing (Tiki): a run at ``at`` asks how the reviews went. Its
     own key, at most one queued per shop, so an ordinary run never folds it away (nor waits for it)."""
-    await enqueue(
-        session,
-        SYNC_KIND,
-        {"connection_id": str(connection_id)},
-        dedupe_key=review_check_key(connection_id),
-        dedupe_while_running=False,
-        organization_id=organization_id,
-        max_attempts=SYNC_MAX_ATTEMPTS,
-        run_at=at,
+    await _one_sync(session, connection_id, organization_id, at, review_check_key)
+
+
+async def _one_sync(
+    session: AsyncSession,
+    connection_id: uuid.UUID,
+    organization_id: uuid.UUID,
+    at: datetime,
+    key: Callable[[uuid.UUID], str],
+) -> None:
+    jobs = per_connection_jobs(
+        SYNC_KIND, {connection_id: organization_id}, dedupe_key=key, max_attempts=SYNC_MAX_ATTEMPTS, run_at=at
     )
+    await enqueue_many(session, jobs)

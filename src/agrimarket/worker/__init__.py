@@ -24,6 +24,7 @@ from agrimarket.worker.queue import (
     announce,
     enqueue,
     enqueue_many,
+    per_connection_jobs,
     wake_local_workers,
 )
 from agrimarket.worker.registry import (
@@ -57,6 +58,7 @@ __all__ = [
     "every",
     "handler",
     "load_task_modules",
+    "per_connection_jobs",
     "register",
     "registry",
     "retry_delay",

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -39,6 +39,31 @@ class NewJob:
     organization_id: uuid.UUID | None = None
     max_attempts: int = DEFAULT_MAX_ATTEMPTS
     job_id: uuid.UUID | None = None
+
+
+def per_connection_jobs(
+    kind: str,
+    connections: Mapping[uuid.UUID, uuid.UUID],
+    *,
+    dedupe_key: Callable[[uuid.UUID], str],
+    max_attempts: int = DEFAULT_MAX_ATTEMPTS,
+    run_at: datetime | None = None,
+) -> list[NewJob]:
+    """One ``kind`` job per shop (``connection id → organization id``), payload ``{"connection_id": …}``, keyed per
+    shop while queued only (the job reads the latest state when it runs, so a change during a run queues the next),
+    in connection id order: callers racing on the same keys take their locks in one order."""
+    return [
+        NewJob(
+            kind,
+            {"connection_id": str(connection_id)},
+            dedupe_key=dedupe_key(connection_id),
+            dedupe_while_running=False,
+            organization_id=organization_id,
+            max_attempts=max_attempts,
+            run_at=run_at,
+        )
+        for connection_id, organization_id in sorted(connections.items())
+    ]
 
 
 async def enqueue(
