@@ -7,8 +7,10 @@ deferred ``BEGIN`` so they never wait for writers. PostgreSQL: plain transaction
 SQLite takes one writer at a time, and a connection that finds the lock taken waits in SQLite's busy handler,
 which sleeps and retries (1, 2, 5, 10 … 100 ms): with a handful of writers in one process a push could sleep for
 hundreds of milliseconds after the lock was already free. So a file database's engine has **one** connection, and
-the process's writers queue for it in order (the pool's asyncio queue wakes the next one the moment the last
-returns it); the busy handler is left for other processes (a CLI command beside the server). Reads go through a
+the process's writers queue for it in order (the pool's queue wakes the next one the moment the last returns it).
+That connection runs its statements on the event loop's thread (:mod:`agrimarket.kit.inline_sqlite`), with
+SQLite's busy timeout at 0: a lock held by another process (a CLI command beside the server) is waited for with
+``asyncio.sleep``, never by blocking the loop. Reads go through a
 second engine of their own (:func:`reader`), ``db_pool_size`` connections beginning deferred, never behind that
 queue: WAL lets them read while the writer writes. Writers in :func:`urgent_writes` (a marketplace's push, whose
 answer it is waiting for) go to the head of the queue; the others keep their order.
