@@ -22,22 +22,25 @@ import asyncio
 import heapq
 import itertools
 from collections import deque
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from contextlib import asynccontextmanager, contextmanager
 from contextvars import ContextVar
 from pathlib import Path
 from typing import Any, Generic, TypeVar
 from weakref import WeakKeyDictionary
 
-from sqlalchemy import event
+from sqlalchemy import Table, event
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.orm import InstrumentedAttribute
 from sqlalchemy.pool import AsyncAdaptedQueuePool, ConnectionPoolEntry, NullPool
 from sqlalchemy.util import await_only
 from sqlalchemy.util.queue import Empty, Full, QueueCommon
 
 from agrimarket.config import Settings
 from agrimarket.kit.inline_sqlite import inline_connector
+from agrimarket.models.base import Base
 
 SQLITE_BEGIN_OPTION = "agrimarket_sqlite_begin"
 
@@ -195,3 +198,33 @@ async def transaction(sessionmaker: async_sessionmaker[AsyncSession]) -> AsyncIt
         except BaseException:
             await session.rollback()
             raise
+
+
+async def insert_or_nothing(
+    session: AsyncSession,
+    model: type[Base],
+    rows: Sequence[Mapping[str, Any]],
+    *,
+    conflict: Sequence[InstrumentedAttribute[Any]] | None,
+    returning: InstrumentedAttribute[_T],
+) -> list[_T]:
+    """``INSERT … ON CONFLICT DO NOTHING RETURNING`` each row (every row with the same keys), in the rows' order, on
+    ``conflict``'s unique index (None: any); ``returning`` of the rows inserted.
+
+    One statement, compiled once per process: the rows go as executemany parameters, which SQLAlchemy renders as
+    multi-row VALUES pages ("insertmanyvalues"); ``insert(...).values(rows)`` would be a new statement, compiled
+    again, for every number of rows (measured: a tenth of the server's CPU under a burst of pushes). On the table, not
+    the ORM entity: no unit of work, no identity map; Python-side column defaults still apply."""
+    if not rows:
+        return []
+    table = model.__table__
+    assert isinstance(table, Table)
+    insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
+    statement = insert(table)
+    statement = (
+        statement.on_conflict_do_nothing(index_elements=[column.key for column in conflict])
+        if conflict is not None
+        else statement.on_conflict_do_nothing()
+    )
+    result = await session.execute(statement.returning(table.c[returning.key]), list(rows))
+    return list(result.scalars())

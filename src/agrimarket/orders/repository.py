@@ -8,9 +8,9 @@ from datetime import datetime
 from typing import Any, cast
 
 from sqlalchemy import CursorResult, and_, exists, func, or_, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from agrimarket.db import insert_or_nothing
 from agrimarket.inventory.repository import keyset, lock_listings
 from agrimarket.kit.pagination import Cursor
 from agrimarket.models import (
@@ -38,34 +38,21 @@ class OrderRepository:
         """Insert-or-nothing on (connection, external id): True when this call made the row. A second writer
         of the same order waits for the first (PostgreSQL's unique index; SQLite's single writer), then does
         nothing."""
-        dialect = self.session.get_bind().dialect.name
-        insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-        statement = (
-            insert(Order)
-            .values(values)
-            .on_conflict_do_nothing(index_elements=[Order.connection_id, Order.external_id])
-            .returning(Order.id)
+        made = await insert_or_nothing(
+            self.session, Order, [values], conflict=[Order.connection_id, Order.external_id], returning=Order.id
         )
-        return (await self.session.execute(statement)).scalar_one_or_none() is not None
+        return bool(made)
 
     async def insert_orders_if_absent(self, rows: Sequence[dict[str, Any]]) -> set[str]:
         """:meth:`insert_order_if_absent` for many orders of one shop in one statement (in external id order, so
         two writers meet in the same order): the external ids of the rows this call made."""
         if not rows:
             return set()
-        dialect = self.session.get_bind().dialect.name
-        insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-        made: set[str] = set()
         ordered = sorted(rows, key=lambda row: str(row["external_id"]))
-        for start in range(0, len(ordered), 100):
-            statement = (
-                insert(Order)
-                .values(ordered[start : start + 100])
-                .on_conflict_do_nothing(index_elements=[Order.connection_id, Order.external_id])
-                .returning(Order.external_id)
-            )
-            made.update((await self.session.execute(statement)).scalars())
-        return made
+        made = await insert_or_nothing(
+            self.session, Order, ordered, conflict=[Order.connection_id, Order.external_id], returning=Order.external_id
+        )
+        return set(made)
 
     async def orders_for_update(self, connection_id: uuid.UUID, external_ids: Sequence[str]) -> dict[str, Order]:
         """The orders, row-locked until the transaction ends, in one order (external id) so two writers never

@@ -8,9 +8,9 @@ from dataclasses import dataclass
 from typing import Any, cast
 
 from sqlalchemy import ColumnElement, CursorResult, and_, or_, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from agrimarket.db import insert_or_nothing
 from agrimarket.kit.pagination import Cursor
 from agrimarket.models import ChannelConnection, InboundEvent
 from agrimarket.webhooks.schemas import InboxStatus
@@ -56,15 +56,14 @@ class InboxRepository:
         waits for the first's commit (PostgreSQL) or for the write lock (SQLite) and then inserts nothing."""
         if not rows:
             return set()
-        dialect = self.session.get_bind().dialect.name
-        insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-        statement = (
-            insert(InboundEvent)
-            .values(list(rows))
-            .on_conflict_do_nothing(index_elements=[InboundEvent.source, InboundEvent.external_id])
-            .returning(InboundEvent.id)
+        made = await insert_or_nothing(
+            self.session,
+            InboundEvent,
+            rows,
+            conflict=[InboundEvent.source, InboundEvent.external_id],
+            returning=InboundEvent.id,
         )
-        return set((await self.session.scalars(statement)).all())
+        return set(made)
 
     def _rows(self) -> Any:
         return select(InboundEvent, ChannelConnection.organization_id, ChannelConnection.channel).join(

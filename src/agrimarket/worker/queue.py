@@ -16,10 +16,10 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import event, text
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session, SessionTransaction
 
+from agrimarket.db import insert_or_nothing
 from agrimarket.models import Job, JobStatus, utcnow
 
 NOTIFY_CHANNEL = "agrimarket_jobs"
@@ -124,11 +124,8 @@ async def enqueue_many(session: AsyncSession, jobs: Sequence[NewJob]) -> list[uu
         }
         for job, job_id in zip(jobs, ids, strict=True)
     ]
-    dialect = session.get_bind().dialect.name
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
     # No conflict target: a taken id or a taken dedupe key both make a row insert-or-nothing.
-    statement = insert(Job).values(rows).on_conflict_do_nothing().returning(Job.id)
-    inserted = set((await session.scalars(statement)).all())
+    inserted = set(await insert_or_nothing(session, Job, rows, conflict=None, returning=Job.id))
     if inserted:
         await announce(session)
     return [job_id if job_id in inserted else None for job_id in ids]
