@@ -182,9 +182,3 @@ async def replay_inbound_event(event_id: uuid.UUID, principal: PrincipalDep, inb
     """Hand a push to the order pipeline again (admins and owners): it is marked unhandled and its shop's inbox
     drained at once. Harmless on a handled push: an order changes at most once per state."""
     return event_out(await inbox.replay(principal.access, event_id), DETAIL_BODY_CHARS)
-
-
-# What the app includes: the pushes' door and the inbox API.
-router = APIRouter()
-router.include_router(push_router)
-router.include_router(inbox_router)
