@@ -216,6 +216,69 @@ async def test_get_orders_counts_units_into_lines_in_whole_dong(
     assert stock == {"CAM-1KG": 6, "CAM-3KG": 3}
 
 
+async def test_get_orders_reads_a_burst_of_headers_from_order_pages_not_one_call_each(
+    adapter: LazadaAdapter, sandbox: LazadaSandbox, shop: dict[str, Any], clock: FakeClock
+) -> None:
+    await publish_two(adapter)
+    placed = []
+    for n in range(30):
+        clock.advance(1)
+        placed.append(await sandbox.place_order(shop["seller_id"], [("CAM-1KG", 1 + n % 3)], shipping_fee_vnd=n))
+    wanted = [o.order_id for o in placed[5:]]  # an older order or five updated before them are not asked for
+    one_by_one = [await adapter.get_orders([order_id]) for order_id in wanted[:3]]
+    sandbox.market.calls.clear()
+
+    orders = await adapter.get_orders([*reversed(wanted), "31337"])
+
+    assert [o.external_id for o in orders] == list(reversed(wanted))
+    assert [o.shipping_fee_vnd for o in orders] == [o.shipping_fee_vnd for o in reversed(placed[5:])]
+    assert [o.total_vnd for o in orders] == [o.total_vnd for o in reversed(placed[5:])]
+    assert {o.external_id: o for o in orders}[wanted[0]] == one_by_one[0][0]
+    assert len(sandbox.market.calls_of("/orders/items/get")) == 1
+    assert len(sandbox.market.calls_of("/orders/get")) == 1
+    assert sandbox.market.calls_of("/order/get") == []
+
+
+async def busy_shop(sandbox: LazadaSandbox, seller_id: str, clock: FakeClock, others: int) -> list[str]:
+    """An order, ``others`` orders placed after it by other buyers, then nine more: the first and the nine."""
+    asked = [(await sandbox.place_order(seller_id, [("CAM-1KG", 1)])).order_id]
+    for _ in range(others):
+        clock.advance(0.01)
+        await sandbox.place_order(seller_id, [("CAM-1KG", 1)])
+    for _ in range(9):
+        clock.advance(0.01)
+        asked.append((await sandbox.place_order(seller_id, [("CAM-1KG", 1)])).order_id)
+    return asked
+
+
+async def test_get_orders_reads_the_further_order_pages_when_they_are_fewer_calls_than_the_headers_missing(
+    adapter: LazadaAdapter, sandbox: LazadaSandbox, shop: dict[str, Any], clock: FakeClock
+) -> None:
+    await publish_two(adapter)
+    asked = await busy_shop(sandbox, shop["seller_id"], clock, others=150)
+    sandbox.market.calls.clear()
+
+    orders = await adapter.get_orders(asked)
+
+    assert [o.external_id for o in orders] == asked
+    assert len(sandbox.market.calls_of("/orders/get")) == 2  # 160 orders in the window: two pages
+    assert sandbox.market.calls_of("/order/get") == []
+
+
+async def test_get_orders_asks_for_each_header_missing_when_the_window_holds_too_many_pages(
+    adapter: LazadaAdapter, sandbox: LazadaSandbox, shop: dict[str, Any], clock: FakeClock
+) -> None:
+    await publish_two(adapter)
+    asked = await busy_shop(sandbox, shop["seller_id"], clock, others=1500)
+    sandbox.market.calls.clear()
+
+    orders = await adapter.get_orders(asked)
+
+    assert [o.external_id for o in orders] == asked
+    assert len(sandbox.market.calls_of("/orders/get")) == 1  # the first page: 15 more to read for 9 orders
+    assert len(sandbox.market.calls_of("/order/get")) == 9
+
+
 async def test_ship_packs_pending_items_then_marks_the_package_ready(
     adapter: LazadaAdapter, sandbox: LazadaSandbox, shop: dict[str, Any]
 ) -> None:

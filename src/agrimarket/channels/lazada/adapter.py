@@ -41,6 +41,9 @@ from agrimarket.kit.text import clean_line, clean_text, fold
 ORDERS_PAGE = 100  # GetOrders' documented maximum ``limit``
 HEADER_CONCURRENCY = 4  # /order/get calls at once: under the 5-call burst the plugin declares
 ORDER_ITEMS_BATCH = 50  # ids per /orders/items/get: not published (UNCONFIRMED); 50 keeps the query short
+# From this many orders at once, their headers are read from GetOrders pages (100 a call) by update time instead
+# of one /order/get each: a burst of sales costs a few calls, not one per order, under Lazada's 10 calls/s.
+LISTED_HEADERS_FROM = 8
 PACKABLE = frozenset({"pending", "repacked", "topack"})  # pack.json: only pending/repacked items can be packed
 CANCELLABLE = frozenset({"unpaid", "pending", "topack", "repacked", "packed"})
 
@@ -333,11 +336,33 @@ class LazadaAdapter:
         return OrderPage(refs, str(after) if more else None)
 
     async def get_orders(self, external_ids: Sequence[str]) -> Sequence[ChannelOrder]:
-        """Items of up to 50 orders per ``/orders/items/get``, then each order's header from ``/order/get`` (Lazada
-        has no call for many headers), ``HEADER_CONCURRENCY`` at a time: within the burst Lazada allows a shop."""
+        """Items of up to 50 orders per ``/orders/items/get``, then their headers. Lazada has no call for many
+        headers by id: for a few orders, ``/order/get`` each, ``HEADER_CONCURRENCY`` at a time (within the burst
+        Lazada allows a shop); from ``LISTED_HEADERS_FROM`` orders, GetOrders pages by update time from the
+        oldest update among their items (an order is updated when its items are), then ``/order/get`` for any the
+        pages did not show (updated again while paging, or listed past the page budget)."""
         api = self._api()
         ids = list(dict.fromkeys(external_ids))
         found: list[ChannelOrder] = []
+        for start in range(0, len(ids), ORDER_ITEMS_BATCH):
+            batch = ids[start : start + ORDER_ITEMS_BATCH]
+            answer = await api.call(
+                "/orders/items/get",
+                {"order_ids": json.dumps([int(i) if i.isdigit() else i for i in batch])},
+                method="GET",
+            )
+            items = {str(entry["order_id"]): entry.get("order_items") or [] for entry in answer.get("data") or []}
+            known = [order_id for order_id in batch if order_id in items]
+            headers: dict[str, dict[str, Any]] = {}
+            if len(known) >= LISTED_HEADERS_FROM:
+                headers = await self._listed_headers(api, {order_id: items[order_id] for order_id in known})
+            headers.update(await self._headers(api, [order_id for order_id in known if order_id not in headers]))
+            found.extend(channel_order(headers[order_id], items[order_id]) for order_id in known if order_id in headers)
+        return found
+
+    async def _headers(self, api: LazadaClient, order_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+        """Each order's header from ``/order/get``, ``HEADER_CONCURRENCY`` at a time; an order Lazada does not know
+        is left out."""
         gate = asyncio.Semaphore(HEADER_CONCURRENCY)
 
         async def header_of(order_id: str) -> dict[str, Any] | None:
@@ -349,23 +374,60 @@ class LazadaAdapter:
             data: dict[str, Any] = answer.get("data") or {}
             return data
 
-        for start in range(0, len(ids), ORDER_ITEMS_BATCH):
-            batch = ids[start : start + ORDER_ITEMS_BATCH]
-            answer = await api.call(
-                "/orders/items/get",
-                {"order_ids": json.dumps([int(i) if i.isdigit() else i for i in batch])},
-                method="GET",
-            )
-            items = {str(entry["order_id"]): entry.get("order_items") or [] for entry in answer.get("data") or []}
-            known = [order_id for order_id in batch if order_id in items]
-            headers = await asyncio.gather(*(header_of(order_id) for order_id in known), return_exceptions=True)
-            for failed in headers:
-                if isinstance(failed, BaseException):
-                    raise failed  # the first in order; the others were let finish
-            for order_id, header in zip(known, headers, strict=True):
-                if header is not None and not isinstance(header, BaseException):
-                    found.append(channel_order(header, items[order_id]))
-        return found
+        answers = await asyncio.gather(*(header_of(order_id) for order_id in order_ids), return_exceptions=True)
+        for failed in answers:
+            if isinstance(failed, BaseException):
+                raise failed  # the first in order; the others were let finish
+        return {
+            order_id: header
+            for order_id, header in zip(order_ids, answers, strict=True)
+            if header is not None and not isinstance(header, BaseException)
+        }
+
+    async def _listed_headers(
+        self, api: LazadaClient, items: Mapping[str, Sequence[Mapping[str, Any]]]
+    ) -> dict[str, dict[str, Any]]:
+        """The headers of ``items``' orders as GetOrders lists them: the orders updated between the oldest and the
+        newest of their latest item updates (to whole seconds, as Lazada's times are). The first page tells
+        how many orders that window holds; the other pages are read (``HEADER_CONCURRENCY`` at a time) only when
+        they are fewer calls than the headers still missing would be one by one."""
+        latest: list[datetime] = []
+        for order_items in items.values():
+            times = [lazada_time(item["updated_at"]) for item in order_items if item.get("updated_at")]
+            if not times:
+                return {}  # no update time to start from: ask for each header
+            latest.append(max(times))
+        # Both bounds are inclusive (GetOrders: "updated after or on the specified date"); the times shown are cut
+        # to the second, so the window ends a second after the newest shown (as in list_orders).
+        window: dict[str, str | int] = {
+            "update_after": _iso(min(latest).replace(microsecond=0)),
+            "update_before": _iso(max(latest).replace(microsecond=0) + timedelta(seconds=1)),
+            "sort_by": "updated_at",
+            "sort_direction": "ASC",
+            "limit": ORDERS_PAGE,
+        }
+        headers: dict[str, dict[str, Any]] = {}
+
+        async def page(offset: int) -> int | None:
+            answer = await api.call("/orders/get", {**window, "offset": offset}, method="GET")
+            data = answer.get("data") or {}
+            for header in data.get("orders") or []:
+                if str(header.get("order_id")) in items:
+                    headers[str(header["order_id"])] = header
+            total = data.get("countTotal")
+            return int(total) if total is not None else None
+
+        total = await page(0)
+        pages = -(-(total or 0) // ORDERS_PAGE) - 1
+        if 0 < pages < len(items) - len(headers):
+            gate = asyncio.Semaphore(HEADER_CONCURRENCY)
+
+            async def gated(offset: int) -> None:
+                async with gate:
+                    await page(offset)
+
+            await asyncio.gather(*(gated(n * ORDERS_PAGE) for n in range(1, pages + 1)))
+        return headers
 
     async def _order_items(self, api: LazadaClient, order_id: str) -> list[dict[str, Any]]:
         answer = await api.call("/order/items/get", {"order_id": order_id}, method="GET")
