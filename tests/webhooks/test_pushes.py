@@ -13,8 +13,11 @@ from fastapi import FastAPI
 from prometheus_client import REGISTRY
 from sqlalchemy import update
 
+from agrimarket.channels.lazada import push_signature as lazada_signature
+from agrimarket.channels.shopee.webhooks import push_signature as shopee_signature
 from agrimarket.config import Settings
 from agrimarket.db import transaction
+from agrimarket.kit.crypto import CredentialCipher
 from agrimarket.models import ChannelConnection, ConnectionStatus, InboundEvent, Job, JobStatus
 from agrimarket.orders.inbox import InboxDrainer
 from agrimarket.sandbox.shopee import ShopeeSandbox
@@ -113,6 +116,37 @@ async def test_a_bad_signature_is_refused_with_401_nothing_stored_and_counted(
     assert pushes_counted(shop.channel, "invalid_signature") == refused_before + 2
     assert len(await events_of(sessionmaker, shop.connection.id)) == kept == 1
     assert len(await jobs_of(sessionmaker)) == 1
+
+
+async def test_a_push_is_checked_with_the_shops_current_secret_after_it_is_connected_again(
+    shop: Shop, sessionmaker: Maker, public_settings: Settings, client: httpx.AsyncClient
+) -> None:
+    await shop.order()  # verified once: the shop's verifying adapter is remembered
+    secret_field = "partner_key" if shop.channel == "shopee" else "app_secret"
+    rotated = {**shop.credentials, secret_field: "a-new-secret-after-reconnecting"}
+    async with transaction(sessionmaker) as session:
+        await session.execute(
+            update(ChannelConnection)
+            .where(ChannelConnection.id == shop.connection.id)
+            .values(credentials_encrypted=CredentialCipher(public_settings.encryption_keys).encrypt_json(rotated))
+        )
+    body = json.dumps({"code": 3, "data": {"ordersn": "B7", "status": "READY_TO_SHIP", "update_time": 2}})
+    if shop.channel == "lazada":
+        body = json.dumps({"seller_id": shop.shop_id, "message_type": 0, "data": {"trade_order_id": "7007"}})
+
+    def signed_with(secret: str) -> dict[str, str]:
+        if shop.channel == "shopee":
+            signature = shopee_signature(secret, shop.url, body.encode())
+        else:
+            signature = lazada_signature(str(shop.credentials["app_key"]), secret, body.encode())
+        return {"Authorization": signature, "Content-Type": "application/json"}
+
+    old = await client.post(shop.url, content=body.encode(), headers=shop.sign(body.encode()))
+    new = await client.post(shop.url, content=body.encode(), headers=signed_with("a-new-secret-after-reconnecting"))
+
+    assert old.status_code == 401, old.text
+    assert new.status_code == 200, new.text
+    assert len(await events_of(sessionmaker, shop.connection.id)) == 2
 
 
 async def test_a_shopee_push_signed_for_another_url_is_refused(

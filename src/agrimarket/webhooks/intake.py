@@ -18,6 +18,7 @@ nothing.
 from __future__ import annotations
 
 import asyncio
+import json
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -29,10 +30,12 @@ from agrimarket.channels.base import ChannelAdapter, ChannelPlugin
 from agrimarket.config import Settings
 from agrimarket.db import transaction, urgent_writes
 from agrimarket.errors import AgriMarketError
+from agrimarket.models import ChannelConnection
 from agrimarket.webhooks.repository import InboxRepository
 from agrimarket.webhooks.service import InboxService, VerifiedPush, push_adapter, read_push, receivable
 
 MAX_BATCH = 200
+ADAPTERS_KEPT = 256  # shops' verifying adapters remembered between batches (all forgotten when full)
 
 
 @dataclass(frozen=True)
@@ -74,7 +77,30 @@ class PushIntake:
         self.max_batch = max_batch
         self._waiting: list[_Waiting] = []
         self._lock = asyncio.Lock()
+        self._adapters: dict[tuple[object, ...], tuple[ChannelPlugin, ChannelAdapter]] = {}
         self.batches = 0  # for tests and curiosity: transactions written
+
+    def _adapter(self, connection: ChannelConnection, plugin: ChannelPlugin) -> ChannelAdapter:
+        """The shop's adapter to verify with, made again only when what it is made of changes (its credentials,
+        as stored encrypted, its settings or its plugin): making one decrypts the credentials and validates them,
+        which cost more than the push's own check."""
+        key = (
+            id(plugin),
+            connection.id,
+            connection.organization_id,
+            connection.channel,
+            connection.external_shop_id,
+            connection.credentials_encrypted,
+            json.dumps(connection.settings or {}, sort_keys=True, default=str),
+        )
+        known = self._adapters.get(key)
+        if known is not None and known[0] is plugin:
+            return known[1]
+        adapter = push_adapter(connection, plugin, settings=self.settings, http=self.http)
+        if len(self._adapters) >= ADAPTERS_KEPT:
+            self._adapters.clear()
+        self._adapters[key] = (plugin, adapter)
+        return adapter
 
     async def submit(
         self, push: RawPush, plugin: ChannelPlugin, sessionmaker: async_sessionmaker[AsyncSession]
@@ -106,16 +132,11 @@ class PushIntake:
                 async with transaction(batch[0].sessionmaker) as session:
                     repo = InboxRepository(session)
                     connections = await repo.connections({w.push.connection_id for w in batch})
-                    adapters: dict[uuid.UUID, ChannelAdapter] = {}
                     for waiting in batch:
                         push = waiting.push
                         try:
                             connection = receivable(connections.get(push.connection_id), push.channel)
-                            adapter = adapters.get(connection.id)
-                            if adapter is None:
-                                adapter = adapters[connection.id] = push_adapter(
-                                    connection, waiting.plugin, settings=self.settings, http=self.http
-                                )
+                            adapter = self._adapter(connection, waiting.plugin)
                             verified = read_push(
                                 connection, adapter, settings=self.settings, headers=push.headers, body=push.body
                             )
