@@ -63,7 +63,7 @@ log = get_logger(__name__)
 
 DRAIN_KIND = "orders.drain_inbox"
 BATCH_SIZE = 200
-CHUNK_SIZE = 10  # events ingested per write transaction: short, so a push waits little for the writer (SQLite)
+CHUNK_SIZE = 25  # events ingested per write transaction: short, so a push waits little for the writer (SQLite)
 FOLLOW_UP_SECONDS = 0.2
 
 
