@@ -239,6 +239,22 @@ async def test_get_orders_reads_a_burst_of_headers_from_order_pages_not_one_call
     assert sandbox.market.calls_of("/order/get") == []
 
 
+async def test_get_orders_asks_for_each_header_when_the_items_give_no_readable_update_time(
+    adapter: LazadaAdapter, sandbox: LazadaSandbox, shop: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await publish_two(adapter)
+    placed = [(await sandbox.place_order(shop["seller_id"], [("CAM-1KG", 1)])).order_id for _ in range(9)]
+    item_of_order = sandbox._order_item
+    monkeypatch.setattr(sandbox, "_order_item", lambda o, line: {**item_of_order(o, line), "updated_at": "soon"})
+    sandbox.market.calls.clear()
+
+    orders = await adapter.get_orders(placed)
+
+    assert [o.external_id for o in orders] == placed
+    assert sandbox.market.calls_of("/orders/get") == []
+    assert len(sandbox.market.calls_of("/order/get")) == 9
+
+
 async def busy_shop(sandbox: LazadaSandbox, seller_id: str, clock: FakeClock, others: int) -> list[str]:
     """An order, ``others`` orders placed after it by other buyers, then nine more: the first and the nine."""
     asked = [(await sandbox.place_order(seller_id, [("CAM-1KG", 1)])).order_id]

@@ -30,7 +30,15 @@ from agrimarket.channels.base import (
     VariantDraft,
     WebhookEvent,
 )
-from agrimarket.channels.errors import AuthExpired, ChannelError, ChannelNotFound, InvalidSignature, Rejected, Retryable
+from agrimarket.channels.errors import (
+    AuthExpired,
+    ChannelError,
+    ChannelNotFound,
+    InvalidSignature,
+    MalformedEvent,
+    Rejected,
+    Retryable,
+)
 from agrimarket.channels.lazada import webhooks
 from agrimarket.channels.lazada.client import LazadaClient, error_for
 from agrimarket.channels.lazada.orders import channel_order, lazada_time
@@ -393,9 +401,12 @@ class LazadaAdapter:
         they are fewer calls than the headers still missing would be one by one."""
         latest: list[datetime] = []
         for order_items in items.values():
-            times = [lazada_time(item["updated_at"]) for item in order_items if item.get("updated_at")]
+            try:
+                times = [lazada_time(item["updated_at"]) for item in order_items if item.get("updated_at")]
+            except MalformedEvent:
+                times = []
             if not times:
-                return {}  # no update time to start from: ask for each header
+                return {}  # no update time to place the order by: ask for each header
             latest.append(max(times))
         # Both bounds are inclusive (GetOrders: "updated after or on the specified date"); the times shown are cut
         # to the second, so the window ends a second after the newest shown (as in list_orders).
