@@ -188,6 +188,20 @@ def make_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
     return async_sessionmaker(engine, expire_on_commit=False, autoflush=False)
 
 
+def bound_engine(sessionmaker: async_sessionmaker[AsyncSession]) -> AsyncEngine:
+    """The engine ``sessionmaker`` binds its sessions to."""
+    bind = sessionmaker.kw["bind"]
+    assert isinstance(bind, AsyncEngine)
+    return bind
+
+
+def read_sessionmaker(sessionmaker: async_sessionmaker[AsyncSession]) -> async_sessionmaker[AsyncSession]:
+    """Sessions that only read, beside ``sessionmaker``'s (:func:`reader`): on SQLite they never queue for the
+    writer connection. Sessions bound to one connection (a test's transaction) read through it."""
+    bind = sessionmaker.kw.get("bind")
+    return make_sessionmaker(reader(bind)) if isinstance(bind, AsyncEngine) else sessionmaker
+
+
 @asynccontextmanager
 async def transaction(sessionmaker: async_sessionmaker[AsyncSession]) -> AsyncIterator[AsyncSession]:
     """A unit of work outside a request (CLI, worker): commit on success, roll back on error."""

@@ -12,10 +12,10 @@ import uuid
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from agrimarket.config import Settings
-from agrimarket.db import make_sessionmaker, reader, transaction
+from agrimarket.db import bound_engine, read_sessionmaker, transaction
 from agrimarket.imports.checked import CheckedWriter, open_checked, signing_key
 from agrimarket.imports.files import fetched, fetched_if_stored, staged
 from agrimarket.imports.progress import Progress
@@ -102,12 +102,6 @@ class CommittingSink:
             await ImportRepository(session).delete_errors(self.import_id)
 
 
-def _engine(sessionmaker: async_sessionmaker[AsyncSession]) -> AsyncEngine:
-    bind = sessionmaker.kw["bind"]
-    assert isinstance(bind, AsyncEngine)
-    return bind
-
-
 async def _job_in(ctx: JobContext, import_id: uuid.UUID, status: ImportStatus) -> ImportJob | None:
     async with ctx.transaction() as session:
         job = await ImportRepository(session).job(import_id)
@@ -143,7 +137,7 @@ async def preview_import(ctx: JobContext, payload: dict[str, Any]) -> None:
         async with (
             fetched(storage, job.storage_key, scratch_dir(ctx.settings)) as path,
             staged(storage, checked_key(job), scratch_dir(ctx.settings)) as kept,
-            transaction(make_sessionmaker(reader(_engine(ctx.sessionmaker)))) as read_session,
+            transaction(read_sessionmaker(ctx.sessionmaker)) as read_session,
         ):
             service = ImportService(ImportRepository(read_session))
             writer = CheckedWriter(kept.path, job.id, job.content_hash, _signing_key(ctx.settings))
@@ -174,7 +168,7 @@ async def apply_import(ctx: JobContext, payload: dict[str, Any]) -> None:
     if job is None:
         return
     # SQLite: the apply holds the only write lock until it commits, so progress is kept in memory meanwhile.
-    on_sqlite = _engine(ctx.sessionmaker).dialect.name == "sqlite"
+    on_sqlite = bound_engine(ctx.sessionmaker).dialect.name == "sqlite"
     progress = Progress(import_id, None if on_sqlite else ctx.sessionmaker)
     storage = import_storage(ctx.settings)
     try:

@@ -49,7 +49,7 @@ from agrimarket.channels.errors import (
 from agrimarket.channels.registry import ChannelRegistry
 from agrimarket.channels.shop import ShopClient, callback_url
 from agrimarket.config import Settings
-from agrimarket.db import transaction
+from agrimarket.db import read_sessionmaker, transaction
 from agrimarket.inventory.repository import InventoryRepository
 from agrimarket.inventory.service import InventoryService
 from agrimarket.models import ChannelConnection, InboundEvent, utcnow
@@ -157,7 +157,10 @@ class InboxDrainer:
 
     async def drain(self, connection_id: uuid.UUID) -> DrainReport:
         report = DrainReport()
-        async with transaction(self.sessionmaker) as session:
+        # What the drain reads alone (the shop, the next events: this drain is the only one handling them) it
+        # reads beside the writer; each batch's writes are committed before the next read.
+        reading = read_sessionmaker(self.sessionmaker)
+        async with transaction(reading) as session:
             connection = await OrderRepository(session).connection(connection_id)
         if connection is None:
             return report  # disconnected and deleted: its events no longer name it
@@ -174,7 +177,7 @@ class InboxDrainer:
             await self._hold_all(connection_id, _auth_message(exc))
             raise RetryLater(_auth_message(exc)) from exc
         while True:
-            async with transaction(self.sessionmaker) as session:
+            async with transaction(reading) as session:
                 events = await OrderRepository(session).unhandled_events(connection_id, self.batch_size)
             if not events:
                 return report
