@@ -267,32 +267,31 @@ async def busy_shop(sandbox: LazadaSandbox, seller_id: str, clock: FakeClock, ot
     return asked
 
 
-async def test_get_orders_reads_the_further_order_pages_when_they_are_fewer_calls_than_the_headers_missing(
-    adapter: LazadaAdapter, sandbox: LazadaSandbox, shop: dict[str, Any], clock: FakeClock
+@pytest.mark.parametrize(
+    ("others", "pages", "one_by_one"),
+    [
+        (150, 2, 0),  # 160 orders in the window: the second page is one call for nine headers missing
+        (1500, 1, 9),  # 1,510: fifteen more pages would cost more calls than the nine headers one by one
+    ],
+)
+async def test_get_orders_reads_further_order_pages_only_when_they_are_fewer_calls_than_the_headers_missing(
+    adapter: LazadaAdapter,
+    sandbox: LazadaSandbox,
+    shop: dict[str, Any],
+    clock: FakeClock,
+    others: int,
+    pages: int,
+    one_by_one: int,
 ) -> None:
     await publish_two(adapter)
-    asked = await busy_shop(sandbox, shop["seller_id"], clock, others=150)
+    asked = await busy_shop(sandbox, shop["seller_id"], clock, others=others)
     sandbox.market.calls.clear()
 
     orders = await adapter.get_orders(asked)
 
     assert [o.external_id for o in orders] == asked
-    assert len(sandbox.market.calls_of("/orders/get")) == 2  # 160 orders in the window: two pages
-    assert sandbox.market.calls_of("/order/get") == []
-
-
-async def test_get_orders_asks_for_each_header_missing_when_the_window_holds_too_many_pages(
-    adapter: LazadaAdapter, sandbox: LazadaSandbox, shop: dict[str, Any], clock: FakeClock
-) -> None:
-    await publish_two(adapter)
-    asked = await busy_shop(sandbox, shop["seller_id"], clock, others=1500)
-    sandbox.market.calls.clear()
-
-    orders = await adapter.get_orders(asked)
-
-    assert [o.external_id for o in orders] == asked
-    assert len(sandbox.market.calls_of("/orders/get")) == 1  # the first page: 15 more to read for 9 orders
-    assert len(sandbox.market.calls_of("/order/get")) == 9
+    assert len(sandbox.market.calls_of("/orders/get")) == pages
+    assert len(sandbox.market.calls_of("/order/get")) == one_by_one
 
 
 async def test_ship_packs_pending_items_then_marks_the_package_ready(
