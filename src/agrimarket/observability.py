@@ -91,6 +91,10 @@ def configure_logging(*, json_logs: bool, level: str) -> None:
         logger.propagate = True
     # The access middleware below logs every request, with its id; uvicorn's own access line would repeat it.
     logging.getLogger("uvicorn.access").setLevel(logging.WARNING)
+    # httpx logs every outgoing request at INFO with its whole URL, and Shopee's and Lazada's carry the shop's access
+    # token in the query string: never in the logs (the sync and the drain log what they did with the calls).
+    for name in ("httpx", "httpcore"):
+        logging.getLogger(name).setLevel(logging.WARNING)
 
 
 # The fields bound for the current request, shared by reference: a value bound where the context is a copy

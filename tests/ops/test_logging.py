@@ -136,3 +136,15 @@ def test_configuring_logging_again_replaces_its_handler_and_keeps_others() -> No
         assert other in root.handlers
     finally:
         root.removeHandler(other)
+
+
+async def test_outgoing_marketplace_calls_never_log_their_access_token(json_logs: LogLines) -> None:
+    secret = "8ab262ff23abfb641d41296a112fd9dd"
+    transport = httpx.MockTransport(lambda request: httpx.Response(200, json={"response": {}}))
+    async with httpx.AsyncClient(transport=transport) as http:
+        response = await http.get(
+            "https://partner.shopeemobile.com/api/v2/shop/get_shop_info", params={"access_token": secret}
+        )
+    assert response.status_code == 200
+
+    assert not [line for line in json_logs() if secret in json.dumps(line)]
