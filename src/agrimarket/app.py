@@ -17,6 +17,7 @@ from agrimarket import migrate
 from agrimarket.config import Settings, get_settings
 from agrimarket.db import create_engine, make_sessionmaker, reader
 from agrimarket.errors import AgriMarketError
+from agrimarket.kit.memory import freeze_long_lived
 from agrimarket.observability import ObservabilityMiddleware, configure_logging, get_logger
 
 if TYPE_CHECKING:
@@ -116,7 +117,11 @@ def create_app(settings: Settings | None = None, *, companions: list[Companion] 
             async with AsyncExitStack() as stack:
                 for factory in companion_factories:
                     await stack.enter_async_context(factory(app))
-                log.info("started", database=engine.url.render_as_string(hide_password=True))
+                log.info(
+                    "started",
+                    database=engine.url.render_as_string(hide_password=True),
+                    frozen_objects=freeze_long_lived(),
+                )
                 yield
         finally:
             await engine.dispose()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import uuid
 from collections.abc import Callable
 from datetime import timedelta
@@ -49,6 +50,19 @@ async def test_the_worker_can_be_left_out_of_the_server(
     app = create_app(worker_settings.model_copy(update={"run_worker_in_process": False}))
     async with app.router.lifespan_context(app):
         assert not hasattr(app.state, "worker")
+    del db
+
+
+async def test_a_started_server_keeps_what_it_started_with_out_of_the_collectors_full_walks(
+    db: async_sessionmaker[AsyncSession], worker_settings: Settings
+) -> None:
+    gc.unfreeze()  # what earlier tests' servers froze: back in the collector's reach
+    app = create_app(worker_settings.model_copy(update={"run_worker_in_process": False}))
+    async with app.router.lifespan_context(app):
+        frozen, walked = gc.get_freeze_count(), len(gc.get_objects())
+    assert frozen > 10_000  # modules, routes, mappers, settings: alive as long as the process
+    assert walked < frozen  # what a full collection still walks: made since the start
+    gc.unfreeze()
     del db
 
 

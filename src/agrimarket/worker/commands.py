@@ -13,6 +13,7 @@ from fastapi import FastAPI
 
 from agrimarket.config import Settings
 from agrimarket.db import create_engine, make_sessionmaker, reader, transaction
+from agrimarket.kit.memory import freeze_long_lived
 from agrimarket.models import Job, JobStatus
 from agrimarket.observability import configure_logging, get_logger
 from agrimarket.sync.runtime import close_runtime
@@ -60,6 +61,7 @@ async def run_worker(settings: Settings, *, concurrency: int | None = None, work
         loop.add_signal_handler(sig, on_signal)
     try:
         async with Worker(engine, settings, concurrency=concurrency, worker_id=worker_id):
+            freeze_long_lived()
             await stop.wait()
     finally:
         await close_runtime()
