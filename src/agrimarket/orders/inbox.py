@@ -25,6 +25,7 @@ the events the first is handling. The second, finding the key taken, queues a fo
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
@@ -235,6 +236,9 @@ class InboxDrainer:
         # get the write lock in between. An event is handled in the transaction that ingests its orders.
         for start in range(0, len(by_event), self.chunk_size):
             chunk = by_event[start : start + self.chunk_size]
+            # SQLite's writer runs inline: a chunk's statements never give the event loop back, so a drain of
+            # many chunks would hold it throughout. Requests waiting (a push's answer) go between two chunks.
+            await asyncio.sleep(0)
             async with transaction(self.sessionmaker) as session:
                 repo = OrderRepository(session)
                 names = list(dict.fromkeys(i for _event, ids in chunk for i in ids))
