@@ -43,6 +43,10 @@ afterwards), with one API process (no worker in it) and two ``agrimarket worker`
    new pushes to the same server with no worker running (SQLite: the server restarted with
    ``AGRIMARKET_RUN_WORKER_IN_PROCESS=false``; PostgreSQL: the workers stopped): verify + inbox insert + drain
    enqueue alone (``insert_only_acked_per_s``). Target ≥ 500 events/s on SQLite.
+4. **Backlog** (the other half of the split): the events the baseline stored, left unhandled, are drained when the
+   worker comes back (SQLite: the server restarted with its worker; PostgreSQL: the workers started again), with no
+   pushes arriving: fetch, ingest and sync alone (``backlog_events_per_s``, from the worker's start to the last event
+   handled and order ingested; its CPU per event). This is also how fast a shop catches up after an outage.
 
 The last line of output is one JSON object with the figures.
 """
@@ -287,10 +291,21 @@ class Deployment:
             "server", ["serve", "--host", "127.0.0.1", "--port", str(self.port)], self.env(worker_in_process=in_process)
         )
         if workers:
-            for n in range(self.separate_workers):
-                self._spawn(
-                    f"worker{n + 1}", ["worker", "--id", f"bench-worker-{n + 1}"], self.env(worker_in_process=False)
-                )
+            self._spawn_workers()
+        await self._ready()
+
+    async def start_workers(self) -> None:
+        """The separate workers again, after :meth:`stop` of them (the server running)."""
+        self._spawn_workers()
+        await self._ready()
+
+    def _spawn_workers(self) -> None:
+        for n in range(self.separate_workers):
+            self._spawn(
+                f"worker{n + 1}", ["worker", "--id", f"bench-worker-{n + 1}"], self.env(worker_in_process=False)
+            )
+
+    async def _ready(self) -> None:
         deadline = time.monotonic() + READY_SECONDS
         async with httpx.AsyncClient(timeout=2) as client:
             while True:
@@ -803,6 +818,33 @@ async def measure_insert_only(deployment: Deployment, pushes: Sequence[Push], se
 # -- one deployment, every phase -------------------------------------------------------------------------------------
 
 
+async def measure_backlog(
+    deployment: Deployment, engine: AsyncEngine, events: int, before: int, within: float
+) -> dict[str, Any]:
+    """Start the workers on an inbox of ``events`` unhandled events; time until every one is handled and its order
+    ingested (and until the syncs settled), and the CPU it took."""
+    if not deployment.separate_workers:
+        await deployment.stop()  # the server without its worker
+    started = time.monotonic()
+    if deployment.separate_workers:
+        await deployment.start_workers()
+    else:
+        await deployment.start()
+    cpu = deployment.cpu_seconds()  # from ready: what starting the processes cost is not the drain's
+    ready = time.monotonic()
+    done = await settle(engine, before + events, within, jobs=False)
+    synced = await settle(engine, before + events, within)
+    cpu = deployment.cpu_seconds() - cpu
+    return {
+        "events": events,
+        "seconds": round(done - started, 2),
+        "events_per_s": round(events / (done - started), 1),
+        "start_s": round(ready - started, 2),
+        "syncs_settled_s": round(synced - started, 2),
+        "server_cpu_ms_per_event": round(cpu * 1000 / events, 2),
+    }
+
+
 async def run_deployment(deployment: Deployment, args: argparse.Namespace) -> dict[str, Any]:
     shopee = ShopeeSandbox(SandboxConfig(**vars(FAST)))
     lazada = LazadaSandbox(SandboxConfig(**vars(FAST)))
@@ -895,6 +937,15 @@ async def run_deployment(deployment: Deployment, args: argparse.Namespace) -> di
                     f"[{database}] inbox insert alone: {result['insert_only']['acked_per_s']}/s acknowledged",
                     flush=True,
                 )
+                placed += len(more)
+                result["backlog"] = await measure_backlog(
+                    deployment, engine, len(more), placed - len(more), args.timeout
+                )
+                print(
+                    f"[{database}] backlog drained: {result['backlog']['events_per_s']} events/s, "
+                    f"{result['backlog']['server_cpu_ms_per_event']} ms CPU per event",
+                    flush=True,
+                )
             finally:
                 await deployment.stop()
         result["tracebacks_in_logs"] = deployment.tracebacks()
@@ -918,6 +969,7 @@ def summary(results: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
         out[f"{name}_events_per_s"] = figures["throughput"]["events_per_s"]
         out[f"{name}_acked_per_s"] = figures["throughput"]["acked_per_s"]
         out[f"{name}_insert_only_acked_per_s"] = figures["insert_only"]["acked_per_s"]
+        out[f"{name}_backlog_events_per_s"] = figures["backlog"]["events_per_s"]
     out["targets"] = {
         "window_p95_under_1s": first["window"]["p95_ms"] < 1000,
         "ack_p99_under_50ms": first["ack"]["p99_ms"] < 50,
@@ -935,7 +987,7 @@ def report(result: Mapping[str, Any]) -> None:
     print()
     runs: Mapping[str, Mapping[str, Any]] = result["runs"]
     for name, r in runs.items():
-        w, a, t, i = r["window"], r["ack"], r["throughput"], r["insert_only"]
+        w, a, t, i, b = r["window"], r["ack"], r["throughput"], r["insert_only"], r["backlog"]
         print(f"== {name}: {r['processes']}, sandboxes at {LATENCY * 1000:.0f} ms")
         print(
             f"oversell window ({w['samples']} orders, limits {w['rate_limits']}): p50 {w['p50_ms']} ms, "
@@ -958,6 +1010,10 @@ def report(result: Mapping[str, Any]) -> None:
         print(
             f"  server CPU per event: {t['server_cpu_ms_per_event']} ms handled and synced, "
             f"{i['server_cpu_ms_per_event']} ms inbox insert alone"
+        )
+        print(
+            f"  backlog of {b['events']} events drained by the worker alone: {b['events_per_s']} events/s "
+            f"({b['seconds']} s, {b['start_s']} s of it starting), {b['server_cpu_ms_per_event']} ms CPU per event"
         )
         print(
             f"  server log: {t['drain_runs']} drains handled each event {t['drain_event_handlings_per_event']}× "

@@ -239,6 +239,25 @@ async def test_get_orders_reads_a_burst_of_headers_from_order_pages_not_one_call
     assert sandbox.market.calls_of("/order/get") == []
 
 
+async def test_get_orders_of_more_than_one_items_call_reads_one_window_of_pages_for_the_whole_burst(
+    adapter: LazadaAdapter, sandbox: LazadaSandbox, shop: dict[str, Any], clock: FakeClock
+) -> None:
+    await publish_two(adapter)
+    placed = []
+    for _ in range(120):
+        clock.advance(0.01)
+        placed.append((await sandbox.place_order(shop["seller_id"], [("CAM-1KG", 1)])).order_id)
+    sandbox.market.calls.clear()
+
+    orders = await adapter.get_orders(placed)
+
+    assert [o.external_id for o in orders] == placed
+    assert len(sandbox.market.calls_of("/orders/items/get")) == 3  # 50 + 50 + 20
+    # One window over all 120 (two pages of 100), not one per items call (three windows, the pages read again).
+    assert len(sandbox.market.calls_of("/orders/get")) == 2
+    assert sandbox.market.calls_of("/order/get") == []
+
+
 async def test_get_orders_asks_for_each_header_when_the_items_give_no_readable_update_time(
     adapter: LazadaAdapter, sandbox: LazadaSandbox, shop: dict[str, Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import html
 import json
 from collections.abc import Mapping, Sequence
@@ -44,6 +45,7 @@ from agrimarket.channels.lazada.client import LazadaClient, error_for
 from agrimarket.channels.lazada.orders import channel_order, lazada_time
 from agrimarket.channels.lazada.schemas import LazadaCredentials, LazadaSettings
 from agrimarket.channels.lazada.signing import Clock
+from agrimarket.kit.concurrency import bounded_gather
 from agrimarket.kit.text import clean_line, clean_text, fold
 
 ORDERS_PAGE = 100  # GetOrders' documented maximum ``limit``
@@ -344,29 +346,34 @@ class LazadaAdapter:
         return OrderPage(refs, str(after) if more else None)
 
     async def get_orders(self, external_ids: Sequence[str]) -> Sequence[ChannelOrder]:
-        """Items of up to 50 orders per ``/orders/items/get``, then their headers. Lazada has no call for many
-        headers by id: for a few orders, ``/order/get`` each, ``HEADER_CONCURRENCY`` at a time (within the burst
-        Lazada allows a shop); from ``LISTED_HEADERS_FROM`` orders, GetOrders pages by update time from the
-        oldest update among their items (an order is updated when its items are), then ``/order/get`` for any the
-        pages did not show (updated again while paging, or listed past the page budget)."""
+        """Items of up to 50 orders per ``/orders/items/get`` (``HEADER_CONCURRENCY`` calls at once), then their
+        headers. Lazada has no call for many headers by id: for a few orders, ``/order/get`` each,
+        ``HEADER_CONCURRENCY`` at a time (within the burst Lazada allows a shop); from ``LISTED_HEADERS_FROM``
+        orders, GetOrders pages by update time over the window of every asked order's latest item update (an order
+        is updated when its items are; one window for the whole burst, so no page is read twice), then
+        ``/order/get`` for any the pages did not show (updated again while paging, or listed past the page
+        budget)."""
         api = self._api()
         ids = list(dict.fromkeys(external_ids))
-        found: list[ChannelOrder] = []
-        for start in range(0, len(ids), ORDER_ITEMS_BATCH):
-            batch = ids[start : start + ORDER_ITEMS_BATCH]
+
+        async def items_of(batch: Sequence[str]) -> dict[str, list[dict[str, Any]]]:
             answer = await api.call(
                 "/orders/items/get",
                 {"order_ids": json.dumps([int(i) if i.isdigit() else i for i in batch])},
                 method="GET",
             )
-            items = {str(entry["order_id"]): entry.get("order_items") or [] for entry in answer.get("data") or []}
-            known = [order_id for order_id in batch if order_id in items]
-            headers: dict[str, dict[str, Any]] = {}
-            if len(known) >= LISTED_HEADERS_FROM:
-                headers = await self._listed_headers(api, {order_id: items[order_id] for order_id in known})
-            headers.update(await self._headers(api, [order_id for order_id in known if order_id not in headers]))
-            found.extend(channel_order(headers[order_id], items[order_id]) for order_id in known if order_id in headers)
-        return found
+            return {str(entry["order_id"]): entry.get("order_items") or [] for entry in answer.get("data") or []}
+
+        batches = [ids[start : start + ORDER_ITEMS_BATCH] for start in range(0, len(ids), ORDER_ITEMS_BATCH)]
+        items: dict[str, list[dict[str, Any]]] = {}
+        for answer in await bounded_gather([functools.partial(items_of, b) for b in batches], HEADER_CONCURRENCY):
+            items.update(answer)
+        known = [order_id for order_id in ids if order_id in items]
+        headers: dict[str, dict[str, Any]] = {}
+        if len(known) >= LISTED_HEADERS_FROM:
+            headers = await self._listed_headers(api, {order_id: items[order_id] for order_id in known})
+        headers.update(await self._headers(api, [order_id for order_id in known if order_id not in headers]))
+        return [channel_order(headers[order_id], items[order_id]) for order_id in known if order_id in headers]
 
     async def _headers(self, api: LazadaClient, order_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
         """Each order's header from ``/order/get``, ``HEADER_CONCURRENCY`` at a time; an order Lazada does not know

@@ -8,6 +8,7 @@ so this adapter adds no lock of its own; anything else that refreshes must hold 
 from __future__ import annotations
 
 import asyncio
+import functools
 import math
 import time
 from collections import OrderedDict
@@ -52,6 +53,7 @@ from agrimarket.channels.shopee.auth import Clock
 from agrimarket.channels.shopee.client import ShopeeClient, expires_at
 from agrimarket.channels.shopee.orders import DETAIL_FIELDS, channel_order
 from agrimarket.channels.shopee.schemas import ShopeeCredentials, ShopeeSettings
+from agrimarket.kit.concurrency import bounded_gather
 from agrimarket.kit.text import clean_line, clean_text
 from agrimarket.observability import get_logger
 
@@ -60,6 +62,7 @@ log = get_logger(__name__)
 T = TypeVar("T")
 
 BATCH = 50  # update_stock / update_price models per call, order_sn_list per get_order_detail
+ORDER_CALLS_AT_ONCE = 4  # get_order_detail calls in flight for one burst of orders: within the shop's burst of 10
 PAGE_SIZE = 100
 WINDOW_SECONDS = 15 * 24 * 3600  # get_order_list: time_to - time_from at most 15 days
 MAX_IMAGES = 9
@@ -430,15 +433,20 @@ class ShopeeAdapter:
 
     async def get_orders(self, external_ids: Sequence[str]) -> Sequence[ChannelOrder]:
         wanted = list(dict.fromkeys(external_ids))
-        found: list[ChannelOrder] = []
-        for chunk in _chunks(wanted, BATCH):
+
+        async def detail(chunk: Sequence[str]) -> list[ChannelOrder]:
             answer = await self.client.result(
                 "GET",
                 "/api/v2/order/get_order_detail",
                 params={"order_sn_list": ",".join(chunk), "response_optional_fields": DETAIL_FIELDS},
             )
-            found.extend(channel_order(order) for order in answer.get("order_list") or [])
-        return found
+            return [channel_order(order) for order in answer.get("order_list") or []]
+
+        # A burst's 50-order calls at once, within the shop's burst of 10 calls.
+        answers = await bounded_gather(
+            [functools.partial(detail, chunk) for chunk in _chunks(wanted, BATCH)], ORDER_CALLS_AT_ONCE
+        )
+        return [order for found in answers for order in found]
 
     async def ship(self, external_order_id: str, shipment: Shipment) -> None:
         """Arrange shipment as ``get_shipping_parameter`` says the order allows: pickup at the shop's pickup
