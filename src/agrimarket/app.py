@@ -198,12 +198,12 @@ def _include_routers(app: FastAPI) -> None:
     from agrimarket.payments.endpoints import router as storefront_router
     from agrimarket.payments.endpoints import webhook_router as stripe_webhook_router
     from agrimarket.web.routes import router as web_router
-    from agrimarket.webhooks.endpoints import inbox_router, push_router
+    from agrimarket.webhooks.endpoints import add_push_route, inbox_router
     from agrimarket.worker.endpoints import router as jobs_router
 
     # Routes are matched in order, one by one: the marketplaces' pushes, the busiest by far, are matched first.
+    add_push_route(app)
     for router in (
-        push_router,
         health_router,
         accounts_router,
         jobs_router,

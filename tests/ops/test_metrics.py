@@ -68,6 +68,19 @@ async def test_unknown_paths_share_one_label(client: httpx.AsyncClient) -> None:
     assert "wp-login" not in exposition
 
 
+async def test_marketplace_pushes_are_labelled_with_their_route_template(client: httpx.AsyncClient) -> None:
+    labels = {"method": "POST", "route": "/webhooks/{channel}/{connection_id}", "status": "4xx"}
+    before = sample(await scrape(client), DURATION_COUNT, **labels) or 0.0
+
+    unknown_shop = "0b0e5b9e-4c55-4d2a-9a57-3c8c2f1e9a10"
+    response = await client.post(f"/webhooks/shopee/{unknown_shop}", content=b"{}")
+    assert response.status_code == 404
+
+    exposition = await scrape(client)
+    assert sample(exposition, DURATION_COUNT, **labels) == before + 1
+    assert unknown_shop not in exposition
+
+
 @pytest.fixture
 def static_files(app: FastAPI, tmp_path: Path) -> None:
     for name in ("a.css", "b.css"):

@@ -6,8 +6,11 @@ import uuid
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request, Response
+from starlette.applications import Starlette
+from starlette.routing import Match, Route
+from starlette.types import Scope
 
-from agrimarket.channels.endpoints import ChannelsDep
+from agrimarket.channels.endpoints import get_channels
 from agrimarket.config import Settings
 from agrimarket.deps import PrincipalDep, SessionDep
 from agrimarket.errors import AgriMarketError, NotFound, PayloadTooLarge
@@ -29,7 +32,6 @@ from agrimarket.webhooks.service import (
 
 log = get_logger(__name__)
 
-push_router = APIRouter(tags=["webhooks"])
 inbox_router = APIRouter(prefix="/api/v1", tags=["inbox"])
 
 LIST_BODY_CHARS = 1_000
@@ -73,13 +75,22 @@ def push_intake(request: Request) -> PushIntake:
     return intake
 
 
-@push_router.post("/webhooks/{channel}/{connection_id}", include_in_schema=False)
-async def receive_push(request: Request, channel: str, connection_id: str, registry: ChannelsDep) -> Response:
-    """Keep a verified push in the inbox (once) and queue its handling; answer 200 with an empty body once it is
-    committed (Shopee requires the empty body; a redelivery gets the same answer). 413 for an oversized body, 404
-    for no such connected shop (or no secret to verify with), 401 for a bad or missing signature (nothing stored),
-    400 for a signed body that cannot be read. Pushes arriving together are kept in one transaction
-    (:mod:`agrimarket.webhooks.intake`)."""
+PUSH_PATH = "/webhooks/{channel}/{connection_id}"
+
+
+async def receive_push(request: Request) -> Response:
+    """``POST /webhooks/{channel}/{connection_id}``: keep a verified push in the inbox (once) and queue its handling;
+    answer 200 with an empty body once it is committed (Shopee requires the empty body; a redelivery gets the same
+    answer). 413 for an oversized body, 404 for no such connected shop (or no secret to verify with), 401 for a bad
+    or missing signature (nothing stored), 400 for a signed body that cannot be read. Pushes arriving together are
+    kept in one transaction (:mod:`agrimarket.webhooks.intake`).
+
+    A plain Starlette route (:func:`add_push_route`), not a FastAPI one: it takes nothing FastAPI would validate or
+    inject (the body is read raw, for its signature), and FastAPI's per-request dependency solving was a tenth of a
+    push's cost under a burst. Errors still go through the app's handlers and every middleware."""
+    channel = str(request.path_params["channel"])
+    connection_id = str(request.path_params["connection_id"])
+    registry = await get_channels(request)
     label = channel if channel in registry else "unknown"  # the metric's labels stay a closed set
     try:
         body = await read_body(request)
@@ -108,6 +119,23 @@ async def receive_push(request: Request, channel: str, connection_id: str, regis
         raise
     PUSHES.labels(channel, "stored" if kept.event_id is not None else "duplicate").inc()
     return Response(status_code=200)
+
+
+class _PushRoute(Route):
+    """Starlette's route, naming itself in the scope as FastAPI's do (the access log and metrics label requests
+    by their route's template, never the raw path)."""
+
+    def matches(self, scope: Scope) -> tuple[Match, Scope]:
+        match, child_scope = super().matches(scope)
+        if match is not Match.NONE:
+            child_scope["route"] = self
+        return match, child_scope
+
+
+def add_push_route(app: Starlette) -> None:
+    """The pushes' route, ahead of every route added after it (routes are matched in order: pushes are the
+    busiest by far)."""
+    app.router.routes.append(_PushRoute(PUSH_PATH, receive_push, methods=["POST"], include_in_schema=False))
 
 
 # -- the inbox API ------------------------------------------------------------------------------------------------
