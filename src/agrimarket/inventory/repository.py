@@ -64,11 +64,14 @@ class InventoryRepository:
 
     # -- a batch of pipeline changes -------------------------------------------------------------------------
 
-    async def begin_batch(self, variant_ids: Sequence[uuid.UUID], references: Sequence[str]) -> None:
+    async def begin_batch(
+        self, variant_ids: Sequence[uuid.UUID], references: Sequence[str], *, unapplied: Sequence[str] = ()
+    ) -> None:
         """Read once what a batch of changes to these variants needs: the variants, their levels (row-locked in
         variant order on PostgreSQL, so batches queue instead of deadlocking; refreshed from the database) and
-        which of ``references`` were applied already. Until :meth:`end_batch`, the lookups answer from there,
-        nothing is flushed by the stock rules, and marking listings dirty is gathered."""
+        which of ``references`` were applied already (``unapplied``: references that cannot have been, such as
+        those naming rows this transaction made, are not looked up). Until :meth:`end_batch`, the lookups answer
+        from there, nothing is flushed by the stock rules, and marking listings dirty is gathered."""
         ids = sorted(set(variant_ids))
         batch = _Batch()
         if ids:
@@ -79,8 +82,8 @@ class InventoryRepository:
                 statement = statement.with_for_update()
             levels = await self.session.execute(statement.execution_options(populate_existing=True))
             batch.levels = {level.variant_id: level for level in levels.scalars()}
-        wanted = sorted(set(references))
-        batch.movements = dict.fromkeys(wanted)
+        wanted = sorted(set(references) - set(unapplied))
+        batch.movements = dict.fromkeys([*wanted, *unapplied])
         for start in range(0, len(wanted), 500):
             done = await self.session.execute(
                 select(StockMovement).where(StockMovement.reference.in_(wanted[start : start + 500]))

@@ -94,11 +94,13 @@ class InventoryService:
     async def levels_of(self, variant_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, StockLevel]:
         return await self.repo.levels(variant_ids)
 
-    async def begin_batch(self, variant_ids: Sequence[uuid.UUID], references: Sequence[str]) -> None:
+    async def begin_batch(
+        self, variant_ids: Sequence[uuid.UUID], references: Sequence[str], *, unapplied: Sequence[str] = ()
+    ) -> None:
         """Many pipeline changes in the caller's transaction (an ingest of many orders): the variants, their levels
         (locked) and the ``references`` already applied are read once now; the movements, levels and dirty
         listings are written once by :meth:`end_batch`, which must follow (before anything reads them back)."""
-        await self.repo.begin_batch(variant_ids, references)
+        await self.repo.begin_batch(variant_ids, references, unapplied=unapplied)
 
     async def end_batch(self) -> None:
         await self.repo.end_batch()

@@ -7,8 +7,9 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import CursorResult, and_, exists, func, or_, select, update
+from sqlalchemy import CursorResult, and_, exists, func, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import defer
 
 from agrimarket.db import insert_or_nothing
 from agrimarket.inventory.repository import keyset, lock_listings
@@ -26,6 +27,8 @@ from agrimarket.models import (
     Variant,
 )
 from agrimarket.sync.queue import request_sync
+
+_LINE_COLUMNS = tuple(column.key for column in OrderLine.__table__.columns)
 
 
 class OrderRepository:
@@ -63,10 +66,20 @@ class OrderRepository:
             select(Order)
             .where(Order.connection_id == connection_id, Order.external_id.in_(list(external_ids)))
             .order_by(Order.external_id)
+            .options(defer(Order.raw))  # replaced, never read, by an ingest
             .with_for_update()
             .execution_options(populate_existing=True)
         )
         return {order.external_id: order for order in result.scalars()}
+
+    async def insert_lines(self, lines: Sequence[OrderLine]) -> None:
+        """New lines, not added to the session, in one statement (executemany); they stay detached from it."""
+        if not lines:
+            return
+        await self.session.execute(
+            insert(OrderLine.__table__),  # type: ignore[arg-type]
+            [{column: getattr(line, column) for column in _LINE_COLUMNS} for line in lines],
+        )
 
     async def order(self, order_id: uuid.UUID) -> Order | None:
         return await self.session.get(Order, order_id)

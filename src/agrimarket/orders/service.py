@@ -151,7 +151,7 @@ class _Plan:
     result: IngestResult
     target: OrderStatus
     effects: list[tuple[OrderLine, Effect]]
-    fresh: bool  # new lines were added
+    fresh: list[OrderLine]  # new lines: not in the session, inserted once their stock effects are known
 
 
 @dataclass(frozen=True)
@@ -219,27 +219,36 @@ class OrderService:
             [_new_order_values(connection, channel_order, now) for channel_order in ordered]
         )
         orders = await self.repo.orders_for_update(connection.id, sorted(latest))
-        lines_of = await self.repo.lines([order.id for order in orders.values()])
+        # An order this call made has no lines yet: only the others' are read.
+        lines_of = await self.repo.lines([order.id for key, order in orders.items() if key not in created])
         variants = await self._variants_for(connection, [line for o in ordered for line in o.lines])
         plans = [
             self._plan(
                 orders[_external_id(channel_order)],
-                lines_of[orders[_external_id(channel_order)].id],
+                lines_of.get(orders[_external_id(channel_order)].id, []),
                 channel_order,
                 variants,
                 created=_external_id(channel_order) in created,
             )
             for channel_order in ordered
         ]
-        if any(plan.fresh for plan in plans):
-            await self.repo.flush()  # every new line at once
-        # The stock levels locked after the orders, as everywhere else; read with the references once.
+        # The stock levels locked after the orders, as everywhere else; read with the references once (a new
+        # line's references name a line id made just now: none can have been applied).
+        fresh = {line.id for plan in plans for line in plan.fresh}
+        references = [
+            (reference(plan.result.order.id, line.id, effect), line.id in fresh)
+            for plan in plans
+            for line, effect in plan.effects
+        ]
         await self.inventory.begin_batch(
             [line.variant_id for plan in plans for line in plan.result.lines if line.variant_id is not None],
-            [reference(plan.result.order.id, line.id, effect) for plan in plans for line, effect in plan.effects],
+            [ref for ref, _new in references],
+            unapplied=[ref for ref, new in references if new],
         )
         results = [await self._carry_out(plan) for plan in plans]
         await self.inventory.end_batch()
+        # New lines are written once, as their stock effects left them (one statement for the batch).
+        await self.repo.insert_lines([line for plan in plans for line in plan.fresh])
         await self.repo.flush()
         return results
 
@@ -287,7 +296,6 @@ class OrderService:
                 reserved_quantity=0,
                 oversold_quantity=0,
             )
-            self.repo.add(line)
             fresh.append(line)
             lines.append(line)
             known[line_id] = line
@@ -301,7 +309,7 @@ class OrderService:
             effect = effect_of(Stage.none if line.id in new_ids else stage, target)
             if effect is not None:
                 effects.append((line, effect))
-        return _Plan(result, target, effects, bool(fresh))
+        return _Plan(result, target, effects, fresh)
 
     async def _carry_out(self, plan: _Plan) -> IngestResult:
         """Apply a planned ingest's stock effects (the levels locked) and move the order to its status."""
