@@ -9,6 +9,7 @@ import json
 import os
 import sys
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 from agrimarket.config import ConfigurationError, Settings, get_settings, new_fernet_key
@@ -123,8 +124,18 @@ def _worker(args: argparse.Namespace, settings: Settings) -> int:
     from agrimarket.worker.commands import run_worker
 
     settings.check_secrets()
-    asyncio.run(run_worker(settings, concurrency=args.concurrency, worker_id=args.id))
+    # The event loop the server runs on (uvicorn picks uvloop where it is installed, as uvicorn[standard] does).
+    with asyncio.Runner(loop_factory=_fast_loop()) as runner:
+        runner.run(run_worker(settings, concurrency=args.concurrency, worker_id=args.id))
     return 0
+
+
+def _fast_loop() -> Callable[[], asyncio.AbstractEventLoop] | None:
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - installed with uvicorn[standard] wherever it builds
+        return None
+    return uvloop.new_event_loop
 
 
 def _jobs(args: argparse.Namespace, settings: Settings) -> int:

@@ -10,9 +10,11 @@ from collections.abc import AsyncIterator
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from agrimarket.channels.registry import load
+from agrimarket.channels.shop import callback_url
+from agrimarket.channels.shopee.webhooks import push_signature
 from agrimarket.config import Settings
 from agrimarket.db import transaction
 from agrimarket.media.storage import storage_for
@@ -20,6 +22,7 @@ from agrimarket.models import InboundEvent, Job, JobStatus, Order, OrderStatus, 
 from agrimarket.orders.inbox import DRAIN_KIND, InboxDrainer, drain_running_key
 from agrimarket.orders.tasks import drain_inbox
 from agrimarket.sandbox.core import Fault
+from agrimarket.sandbox.shopee import ShopeeSandbox
 from agrimarket.sync.runtime import SyncRuntime, use_runtime
 from agrimarket.worker import JobContext, RetryLater
 from tests.orders.sandbox import Shop, open_shop, push
@@ -244,3 +247,34 @@ async def test_two_drains_of_one_shop_at_once_fetch_every_order_once_and_lose_no
     stock = await level(db, shop.variant_id)
     assert (stock.on_hand, stock.reserved) == (10, 6)
     assert await _drain_holder(db, shop) is None
+
+
+async def test_an_event_kept_without_its_order_numbers_is_read_again_from_its_signed_body_or_handled_as_unreadable(
+    db: Db, worker_settings: Settings
+) -> None:
+    async for shop in open_shop(db, worker_settings, "shopee"):
+        order_id = await shop.place_order(1)
+        sandbox = shop.world.sandbox
+        assert isinstance(sandbox, ShopeeSandbox)
+        body = sandbox.push_body(sandbox.shop(shop.world.shop_id), 3, {"ordersn": order_id, "status": "READY_TO_SHIP"})
+        url = callback_url(worker_settings, shop.connection) or ""
+        signed = {"authorization": push_signature(sandbox.partner_key, url, body), "content-type": "application/json"}
+        readable = await push(db, shop, order_id)
+        unreadable = await push(db, shop, order_id)
+        async with transaction(db) as session:  # as rows kept before the order numbers were read at receipt
+            await session.execute(
+                update(InboundEvent)
+                .where(InboundEvent.id == readable)
+                .values(order_ids=None, headers=signed, body=body)
+            )
+            await session.execute(update(InboundEvent).where(InboundEvent.id == unreadable).values(order_ids=None))
+
+        report = await drainer(db, worker_settings, shop).drain(shop.connection.id)
+
+        assert (report.orders_ingested, report.unreadable) == (1, 1)
+        events = {e.id: e for e in await _events(db)}
+        assert events[readable].handled_at is not None
+        assert events[readable].last_error is None
+        assert events[unreadable].handled_at is not None
+        assert "cannot be read again" in (events[unreadable].last_error or "")
+        assert set(await _orders(db)) == {order_id}

@@ -53,9 +53,9 @@ from agrimarket.config import Settings
 from agrimarket.db import read_sessionmaker, transaction
 from agrimarket.inventory.repository import InventoryRepository
 from agrimarket.inventory.service import InventoryService
-from agrimarket.models import ChannelConnection, InboundEvent, utcnow
+from agrimarket.models import ChannelConnection, utcnow
 from agrimarket.observability import get_logger
-from agrimarket.orders.repository import OrderRepository
+from agrimarket.orders.repository import OrderRepository, PendingEvent
 from agrimarket.orders.service import OrderService
 from agrimarket.worker import RetryLater, enqueue, enqueue_many, per_connection_jobs
 from agrimarket.worker.repository import JobRepository
@@ -187,13 +187,19 @@ class InboxDrainer:
             await self._batch(shop, connection, events, report)
 
     async def _batch(
-        self, shop: ShopClient, connection: ChannelConnection, events: Sequence[InboundEvent], report: DrainReport
+        self, shop: ShopClient, connection: ChannelConnection, events: Sequence[PendingEvent], report: DrainReport
     ) -> None:
         url = callback_url(self.settings, connection) or ""
         order_ids_of: dict[uuid.UUID, list[str]] = {}
         unreadable: dict[str, list[uuid.UUID]] = defaultdict(list)
         plain: list[uuid.UUID] = []
         stock_changed = False
+        kept: dict[uuid.UUID, tuple[dict[str, str], bytes]] = {}
+        if any(e.event_type == EventKind.order.value and e.order_ids is None for e in events):
+            async with transaction(read_sessionmaker(self.sessionmaker)) as session:
+                kept = await OrderRepository(session).event_bodies(
+                    [e.id for e in events if e.event_type == EventKind.order.value and e.order_ids is None]
+                )
         for event in events:
             if event.event_type != EventKind.order.value:
                 plain.append(event.id)
@@ -203,8 +209,9 @@ class InboxDrainer:
             if ids is None:
                 # Read at receipt by the webhook endpoint; a row stored without them is read again, which only
                 # works where its signature was kept with it.
+                headers, body = kept.get(event.id, ({}, b""))
                 try:
-                    parsed = shop.adapter.parse_webhook(url=url, headers=httpx.Headers(event.headers), body=event.body)
+                    parsed = shop.adapter.parse_webhook(url=url, headers=httpx.Headers(headers), body=body)
                 except (InvalidSignature, MalformedEvent) as exc:
                     unreadable[_unreadable_message(exc)].append(event.id)
                     continue

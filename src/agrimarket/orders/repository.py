@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any, cast
+from typing import Any, NamedTuple, cast
 
 from sqlalchemy import CursorResult, and_, exists, func, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -27,6 +27,15 @@ from agrimarket.models import (
     Variant,
 )
 from agrimarket.sync.queue import request_sync
+
+
+class PendingEvent(NamedTuple):
+    """An unhandled event, as the inbox drain reads it."""
+
+    id: uuid.UUID
+    event_type: str
+    order_ids: list[str] | None
+
 
 _LINE_COLUMNS = tuple(column.key for column in OrderLine.__table__.columns)
 
@@ -274,14 +283,24 @@ class OrderRepository:
 
     # -- the inbox ------------------------------------------------------------------------------------------
 
-    async def unhandled_events(self, connection_id: uuid.UUID, limit: int) -> list[InboundEvent]:
+    async def unhandled_events(self, connection_id: uuid.UUID, limit: int) -> list[PendingEvent]:
+        """The shop's unhandled events, oldest first: what the drain needs of them (not their bodies)."""
         result = await self.session.execute(
-            select(InboundEvent)
+            select(InboundEvent.id, InboundEvent.event_type, InboundEvent.order_ids)
             .where(InboundEvent.connection_id == connection_id, InboundEvent.handled_at.is_(None))
             .order_by(InboundEvent.received_at, InboundEvent.id)
             .limit(limit)
         )
-        return list(result.scalars())
+        return [PendingEvent(event_id, event_type, order_ids) for event_id, event_type, order_ids in result.all()]
+
+    async def event_bodies(self, event_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, tuple[dict[str, str], bytes]]:
+        """The headers and body kept with each event, to read it again."""
+        if not event_ids:
+            return {}
+        result = await self.session.execute(
+            select(InboundEvent.id, InboundEvent.headers, InboundEvent.body).where(InboundEvent.id.in_(event_ids))
+        )
+        return {event_id: (dict(headers or {}), body) for event_id, headers, body in result.all()}
 
     async def mark_handled(self, event_ids: Sequence[uuid.UUID], at: datetime, error: str | None = None) -> None:
         if not event_ids:

@@ -140,6 +140,7 @@ class Worker:
             concurrency=self.concurrency,
             kinds=self.registry.kinds,
             listen=self._listen,
+            event_loop=type(asyncio.get_running_loop()).__module__.partition(".")[0],  # uvloop, or asyncio's own
         )
 
     async def stop(self, grace: float | None = None) -> None:
