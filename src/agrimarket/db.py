@@ -35,6 +35,7 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.orm import InstrumentedAttribute
 from sqlalchemy.pool import AsyncAdaptedQueuePool, ConnectionPoolEntry, NullPool
+from sqlalchemy.sql.dml import ReturningInsert
 from sqlalchemy.util import await_only
 from sqlalchemy.util.queue import Empty, Full, QueueCommon
 
@@ -214,6 +215,11 @@ async def transaction(sessionmaker: async_sessionmaker[AsyncSession]) -> AsyncIt
             raise
 
 
+# insert_or_nothing's statements, built once per process: building one (and its cache key) cost as much again as
+# running it (measured: 300 → 157 µs a one-row insert on SQLite).
+_INSERTS: dict[tuple[str, type[Base], tuple[str, ...] | None, str], ReturningInsert[Any]] = {}
+
+
 async def insert_or_nothing(
     session: AsyncSession,
     model: type[Base],
@@ -231,14 +237,18 @@ async def insert_or_nothing(
     the ORM entity: no unit of work, no identity map; Python-side column defaults still apply."""
     if not rows:
         return []
-    table = model.__table__
-    assert isinstance(table, Table)
-    insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
-    statement = insert(table)
-    statement = (
-        statement.on_conflict_do_nothing(index_elements=[column.key for column in conflict])
-        if conflict is not None
-        else statement.on_conflict_do_nothing()
-    )
-    result = await session.execute(statement.returning(table.c[returning.key]), list(rows))
+    dialect = session.get_bind().dialect.name
+    key = (dialect, model, tuple(column.key for column in conflict) if conflict is not None else None, returning.key)
+    statement = _INSERTS.get(key)
+    if statement is None:
+        table = model.__table__
+        assert isinstance(table, Table)
+        insert = postgresql.insert(table) if dialect == "postgresql" else sqlite.insert(table)
+        insert = (
+            insert.on_conflict_do_nothing(index_elements=[column.key for column in conflict])
+            if conflict is not None
+            else insert.on_conflict_do_nothing()
+        )
+        statement = _INSERTS[key] = insert.returning(table.c[returning.key])
+    result = await session.execute(statement, list(rows))
     return list(result.scalars())

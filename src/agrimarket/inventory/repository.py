@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TypeVarTuple
 
-from sqlalchemy import ColumnElement, Select, and_, func, or_, select, update
+from sqlalchemy import ColumnElement, Select, and_, bindparam, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import InstrumentedAttribute
@@ -53,6 +53,32 @@ async def lock_listings(session: AsyncSession, *where: ColumnElement[bool]) -> l
     return list(result.scalars())
 
 
+# A batch's reads (every chunk of every inbox drain), built once: building a statement cost about as much as
+# running it.
+_VARIANTS = select(Variant).where(Variant.id.in_(bindparam("ids", expanding=True)))
+_LEVELS = (
+    select(StockLevel)
+    .where(StockLevel.variant_id.in_(bindparam("ids", expanding=True)))
+    .order_by(StockLevel.variant_id)
+    .execution_options(populate_existing=True)
+)
+_LEVELS_FOR_UPDATE = _LEVELS.with_for_update()
+_MOVEMENTS_BY_REFERENCE = select(StockMovement).where(
+    StockMovement.reference.in_(bindparam("references", expanding=True))
+)
+
+_DIRTY = (
+    update(Listing)
+    .values(desired_version=Listing.desired_version + 1)
+    .returning(Listing.connection_id, Listing.organization_id)
+    .execution_options(synchronize_session=False)
+)
+_DIRTY_BY_VARIANT = _DIRTY.where(
+    Listing.variant_id.in_(bindparam("variant_ids", expanding=True)), Listing.status != ListingStatus.delisted
+)
+_DIRTY_BY_ID = _DIRTY.where(Listing.id.in_(bindparam("ids", expanding=True)))
+
+
 class InventoryRepository:
     """Plain queries, or, between :meth:`begin_batch` and :meth:`end_batch`, a batch's: its variants, locked levels
     and movement references read at once up front, and the writes (movements, levels, listings made dirty) made
@@ -75,19 +101,15 @@ class InventoryRepository:
         ids = sorted(set(variant_ids))
         batch = _Batch()
         if ids:
-            variants = await self.session.execute(select(Variant).where(Variant.id.in_(ids)))
+            variants = await self.session.execute(_VARIANTS, {"ids": ids})
             batch.variants = {variant.id: variant for variant in variants.scalars()}
-            statement = select(StockLevel).where(StockLevel.variant_id.in_(ids)).order_by(StockLevel.variant_id)
-            if self.session.get_bind().dialect.name == "postgresql":
-                statement = statement.with_for_update()
-            levels = await self.session.execute(statement.execution_options(populate_existing=True))
+            locking = self.session.get_bind().dialect.name == "postgresql"
+            levels = await self.session.execute(_LEVELS_FOR_UPDATE if locking else _LEVELS, {"ids": ids})
             batch.levels = {level.variant_id: level for level in levels.scalars()}
         wanted = sorted(set(references) - set(unapplied))
         batch.movements = dict.fromkeys([*wanted, *unapplied])
         for start in range(0, len(wanted), 500):
-            done = await self.session.execute(
-                select(StockMovement).where(StockMovement.reference.in_(wanted[start : start + 500]))
-            )
+            done = await self.session.execute(_MOVEMENTS_BY_REFERENCE, {"references": wanted[start : start + 500]})
             for movement in done.scalars():
                 assert movement.reference is not None
                 batch.movements[movement.reference] = movement
@@ -212,21 +234,16 @@ class InventoryRepository:
         if self._batch is not None:
             self._batch.dirty.update(variant_ids)
             return 0
-        which = [Listing.variant_id.in_(list(variant_ids)), Listing.status != ListingStatus.delisted]
         if self.session.get_bind().dialect.name == "postgresql":
             # Row locks on listings are always taken in id order (the sync engine records in that order too): an
             # UPDATE alone locks in whatever order its scan finds the rows, and two writers doing that deadlock.
+            which = [Listing.variant_id.in_(list(variant_ids)), Listing.status != ListingStatus.delisted]
             ids = await lock_listings(self.session, *which)
             if not ids:
                 return 0
-            which = [Listing.id.in_(ids)]
-        result = await self.session.execute(
-            update(Listing)
-            .where(*which)
-            .values(desired_version=Listing.desired_version + 1)
-            .returning(Listing.connection_id, Listing.organization_id)
-            .execution_options(synchronize_session=False)
-        )
+            result = await self.session.execute(_DIRTY_BY_ID, {"ids": ids})
+        else:
+            result = await self.session.execute(_DIRTY_BY_VARIANT, {"variant_ids": list(variant_ids)})
         rows = result.all()
         await request_sync(self.session, {connection_id: organization_id for connection_id, organization_id in rows})
         return len(rows)

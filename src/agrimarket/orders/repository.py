@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, NamedTuple, cast
 
-from sqlalchemy import CursorResult, and_, exists, func, insert, or_, select, update
+from sqlalchemy import CursorResult, and_, bindparam, exists, func, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import defer
 
@@ -38,6 +38,47 @@ class PendingEvent(NamedTuple):
 
 
 _LINE_COLUMNS = tuple(column.key for column in OrderLine.__table__.columns)
+
+# The drain's statements, built once per process: building a statement (and its cache key) cost about as much as
+# running it; these run for every chunk of every shop's inbox.
+_ORDERS_FOR_UPDATE = (
+    select(Order)
+    .where(
+        Order.connection_id == bindparam("connection_id"),
+        Order.external_id.in_(bindparam("external_ids", expanding=True)),
+    )
+    .order_by(Order.external_id)
+    .options(defer(Order.raw))  # replaced, never read, by an ingest
+    .with_for_update()
+    .execution_options(populate_existing=True)
+)
+_INSERT_LINES = insert(OrderLine.__table__)  # type: ignore[arg-type]
+_LINES = (
+    select(OrderLine)
+    .where(OrderLine.order_id.in_(bindparam("order_ids", expanding=True)))
+    .order_by(OrderLine.order_id, OrderLine.external_line_id, OrderLine.id)
+    .execution_options(populate_existing=True)
+)
+_LISTED_VARIANTS = select(Listing.external_item_id, Listing.external_sku_id, Listing.variant_id).where(
+    Listing.connection_id == bindparam("connection_id"),
+    Listing.external_sku_id.in_(bindparam("sku_ids", expanding=True)),
+)
+_VARIANTS_BY_SKU = select(Variant.sku, Variant.id).where(
+    Variant.organization_id == bindparam("organization_id"),
+    func.lower(Variant.sku).in_(bindparam("skus", expanding=True)),
+)
+_UNHANDLED = (
+    select(InboundEvent.id, InboundEvent.event_type, InboundEvent.order_ids)
+    .where(InboundEvent.connection_id == bindparam("connection_id"), InboundEvent.handled_at.is_(None))
+    .order_by(InboundEvent.received_at, InboundEvent.id)
+    .limit(bindparam("limit"))
+)
+_MARK_HANDLED = (
+    update(InboundEvent)
+    .where(InboundEvent.id.in_(bindparam("ids", expanding=True)), InboundEvent.handled_at.is_(None))
+    .values(handled_at=bindparam("at"), attempts=InboundEvent.attempts + 1, last_error=bindparam("error"))
+    .execution_options(synchronize_session=False)
+)
 
 
 class OrderRepository:
@@ -72,12 +113,7 @@ class OrderRepository:
         if not external_ids:
             return {}
         result = await self.session.execute(
-            select(Order)
-            .where(Order.connection_id == connection_id, Order.external_id.in_(list(external_ids)))
-            .order_by(Order.external_id)
-            .options(defer(Order.raw))  # replaced, never read, by an ingest
-            .with_for_update()
-            .execution_options(populate_existing=True)
+            _ORDERS_FOR_UPDATE, {"connection_id": connection_id, "external_ids": list(external_ids)}
         )
         return {order.external_id: order for order in result.scalars()}
 
@@ -86,8 +122,7 @@ class OrderRepository:
         if not lines:
             return
         await self.session.execute(
-            insert(OrderLine.__table__),  # type: ignore[arg-type]
-            [{column: getattr(line, column) for column in _LINE_COLUMNS} for line in lines],
+            _INSERT_LINES, [{column: getattr(line, column) for column in _LINE_COLUMNS} for line in lines]
         )
 
     async def order(self, order_id: uuid.UUID) -> Order | None:
@@ -103,12 +138,7 @@ class OrderRepository:
         found: dict[uuid.UUID, list[OrderLine]] = {order_id: [] for order_id in order_ids}
         if not order_ids:
             return found
-        result = await self.session.execute(
-            select(OrderLine)
-            .where(OrderLine.order_id.in_(list(order_ids)))
-            .order_by(OrderLine.order_id, OrderLine.external_line_id, OrderLine.id)
-            .execution_options(populate_existing=True)
-        )
+        result = await self.session.execute(_LINES, {"order_ids": list(order_ids)})
         for line in result.scalars():
             found[line.order_id].append(line)
         return found
@@ -167,9 +197,7 @@ class OrderRepository:
         if not external_sku_ids:
             return []
         result = await self.session.execute(
-            select(Listing.external_item_id, Listing.external_sku_id, Listing.variant_id).where(
-                Listing.connection_id == connection_id, Listing.external_sku_id.in_(list(external_sku_ids))
-            )
+            _LISTED_VARIANTS, {"connection_id": connection_id, "sku_ids": list(external_sku_ids)}
         )
         return [(item, sku, variant) for item, sku, variant in result.all() if sku is not None]
 
@@ -178,11 +206,7 @@ class OrderRepository:
         if not skus:
             return {}
         lowered = sorted({sku.lower() for sku in skus})
-        result = await self.session.execute(
-            select(Variant.sku, Variant.id).where(
-                Variant.organization_id == organization_id, func.lower(Variant.sku).in_(lowered)
-            )
-        )
+        result = await self.session.execute(_VARIANTS_BY_SKU, {"organization_id": organization_id, "skus": lowered})
         return {sku.lower(): variant_id for sku, variant_id in result.all()}
 
     async def lock_levels(self, variant_ids: Sequence[uuid.UUID]) -> None:
@@ -285,12 +309,7 @@ class OrderRepository:
 
     async def unhandled_events(self, connection_id: uuid.UUID, limit: int) -> list[PendingEvent]:
         """The shop's unhandled events, oldest first: what the drain needs of them (not their bodies)."""
-        result = await self.session.execute(
-            select(InboundEvent.id, InboundEvent.event_type, InboundEvent.order_ids)
-            .where(InboundEvent.connection_id == connection_id, InboundEvent.handled_at.is_(None))
-            .order_by(InboundEvent.received_at, InboundEvent.id)
-            .limit(limit)
-        )
+        result = await self.session.execute(_UNHANDLED, {"connection_id": connection_id, "limit": limit})
         return [PendingEvent(event_id, event_type, order_ids) for event_id, event_type, order_ids in result.all()]
 
     async def event_bodies(self, event_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, tuple[dict[str, str], bytes]]:
@@ -305,12 +324,7 @@ class OrderRepository:
     async def mark_handled(self, event_ids: Sequence[uuid.UUID], at: datetime, error: str | None = None) -> None:
         if not event_ids:
             return
-        await self.session.execute(
-            update(InboundEvent)
-            .where(InboundEvent.id.in_(list(event_ids)), InboundEvent.handled_at.is_(None))
-            .values(handled_at=at, attempts=InboundEvent.attempts + 1, last_error=error)
-            .execution_options(synchronize_session=False)
-        )
+        await self.session.execute(_MARK_HANDLED, {"ids": list(event_ids), "at": at, "error": error})
 
     async def note_failure(self, event_ids: Sequence[uuid.UUID], message: str) -> None:
         """A try that did not get through: the events stay unhandled, with what went wrong."""

@@ -7,7 +7,7 @@ from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
-from sqlalchemy import ColumnElement, CursorResult, and_, or_, select, update
+from sqlalchemy import ColumnElement, CursorResult, and_, bindparam, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from agrimarket.db import insert_or_nothing
@@ -33,6 +33,10 @@ def _status_filter(status: InboxStatus) -> ColumnElement[bool]:
     return and_(InboundEvent.handled_at.is_(None), InboundEvent.last_error.is_(None))
 
 
+# Every push batch's query, built once (building a statement cost about as much as running it).
+_CONNECTIONS = select(ChannelConnection).where(ChannelConnection.id.in_(bindparam("ids", expanding=True)))
+
+
 class InboxRepository:
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
@@ -41,7 +45,7 @@ class InboxRepository:
         return await self.session.get(ChannelConnection, connection_id)
 
     async def connections(self, connection_ids: Collection[uuid.UUID]) -> dict[uuid.UUID, ChannelConnection]:
-        found = await self.session.scalars(select(ChannelConnection).where(ChannelConnection.id.in_(connection_ids)))
+        found = await self.session.scalars(_CONNECTIONS, {"ids": list(connection_ids)})
         return {connection.id: connection for connection in found}
 
     async def insert(self, values: dict[str, Any]) -> uuid.UUID | None:
