@@ -8,13 +8,22 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TypeVarTuple
 
-from sqlalchemy import ColumnElement, Select, and_, bindparam, func, or_, select, update
+from sqlalchemy import ColumnElement, Select, and_, bindparam, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import InstrumentedAttribute
 
 from agrimarket.kit.pagination import Cursor
-from agrimarket.models import Listing, ListingStatus, Product, ProductStatus, StockLevel, StockMovement, Variant
+from agrimarket.models import (
+    Listing,
+    ListingStatus,
+    Product,
+    ProductStatus,
+    StockLevel,
+    StockMovement,
+    Variant,
+    utcnow,
+)
 from agrimarket.sync.queue import request_sync
 
 Row = TypeVarTuple("Row")
@@ -67,6 +76,8 @@ _MOVEMENTS_BY_REFERENCE = select(StockMovement).where(
     StockMovement.reference.in_(bindparam("references", expanding=True))
 )
 
+_INSERT_MOVEMENTS = insert(StockMovement.__table__)  # type: ignore[arg-type]
+_MOVEMENT_COLUMNS = tuple(column.key for column in StockMovement.__table__.columns)
 _DIRTY = (
     update(Listing)
     .values(desired_version=Listing.desired_version + 1)
@@ -119,6 +130,12 @@ class InventoryRepository:
         """Write what the batch changed, and mark the listings of the variants whose availability changed dirty,
         once. Returns the number of listings marked."""
         batch, self._batch = self._batch, None
+        if batch is not None and batch.new_movements:
+            # Not through the unit of work: the movements are only ever added, so one executemany of rows.
+            await self.session.execute(
+                _INSERT_MOVEMENTS,
+                [{key: getattr(movement, key) for key in _MOVEMENT_COLUMNS} for movement in batch.new_movements],
+            )
         await self.session.flush()
         if batch is None or not batch.dirty:
             return 0
@@ -249,11 +266,20 @@ class InventoryRepository:
         return len(rows)
 
     def add(self, *objects: object) -> None:
-        self.session.add_all(objects)
-        if self._batch is not None:
-            for added in objects:
-                if isinstance(added, StockMovement) and added.reference is not None:
-                    self._batch.movements[added.reference] = added
+        """Into the session; in a batch, its movements are kept apart, to be inserted by :meth:`end_batch`."""
+        if self._batch is None:
+            self.session.add_all(objects)
+            return
+        for added in objects:
+            if not isinstance(added, StockMovement):
+                self.session.add(added)
+                continue
+            # What the column defaults would have filled in at a flush.
+            added.id = added.id or uuid.uuid4()
+            added.created_at = added.created_at or utcnow()
+            self._batch.new_movements.append(added)
+            if added.reference is not None:
+                self._batch.movements[added.reference] = added
 
     async def flush(self) -> None:
         if self._batch is None:  # a batch is written once, at its end
@@ -266,3 +292,4 @@ class _Batch:
     levels: dict[uuid.UUID, StockLevel] = field(default_factory=dict)
     movements: dict[str, StockMovement | None] = field(default_factory=dict)  # by reference; None: not applied
     dirty: set[uuid.UUID] = field(default_factory=set)
+    new_movements: list[StockMovement] = field(default_factory=list)  # written at the end, in one statement
