@@ -764,13 +764,17 @@ async def measure_throughput(
     senders: int,
     before: int,
     within: float,
+    every_shop: Sequence[BenchShop],
 ) -> dict[str, Any]:
     marks = deployment.log_marks()
+    markets = {id(shop.sandbox.market): shop.sandbox.market for shop in every_shop}
+    calls_before = {key: len(market.calls) for key, market in markets.items()}
     cpu = deployment.cpu_seconds()
     wall, started, acked = await blast(deployment, pushes, senders)
     done = await settle(engine, before + len(pushes), within, jobs=False)
     synced = await settle(engine, before + len(pushes), within)
     cpu = deployment.cpu_seconds() - cpu
+    calls = Counter(c.op for key, market in markets.items() for c in market.calls[calls_before[key] :])
     logged = deployment.log_events(marks)
     drains = [e for e in logged if e.get("event") == "inbox_drained"]
     handlings = sum(int(e.get("events") or 0) for e in drains)
@@ -800,6 +804,9 @@ async def measure_throughput(
         "drain_event_handlings_per_event": round(handlings / len(pushes), 2),
         "get_orders_calls": sum(int(e.get("remote_calls") or 0) for e in drains),
         "sync_runs": sum(1 for e in logged if e.get("event") == "sync_run"),
+        # What AgriMarket asked of the marketplaces meanwhile (order fetches and stock pushes alike), per operation.
+        "marketplace_calls": sum(calls.values()),
+        "marketplace_calls_by_op": dict(calls.most_common()),
         "per_shop": per_shop,
     }
 
@@ -915,7 +922,7 @@ async def run_deployment(deployment: Deployment, args: argparse.Namespace) -> di
                 events = await place_ahead(pushing, args.events, skus)
                 freeze_long_lived()
                 result["throughput"] = await measure_throughput(
-                    deployment, engine, pushing, events, args.senders, placed, args.timeout
+                    deployment, engine, pushing, events, args.senders, placed, args.timeout, shops
                 )
                 placed += len(events)
                 t = result["throughput"]
@@ -1017,7 +1024,8 @@ def report(result: Mapping[str, Any]) -> None:
         )
         print(
             f"  server log: {t['drain_runs']} drains handled each event {t['drain_event_handlings_per_event']}× "
-            f"({t['get_orders_calls']} get_orders calls), {t['sync_runs']} sync runs"
+            f"({t['get_orders_calls']} get_orders calls), {t['sync_runs']} sync runs; marketplace calls "
+            f"{t['marketplace_calls']}: {t['marketplace_calls_by_op']}"
         )
         for shop, figures in t["per_shop"].items():
             print(f"  {shop}: {figures}")

@@ -215,6 +215,13 @@ async def transaction(sessionmaker: async_sessionmaker[AsyncSession]) -> AsyncIt
             raise
 
 
+def table_of(model: type[Base]) -> Table:
+    """The model's table, for Core statements that skip the ORM's layers."""
+    table = model.__table__
+    assert isinstance(table, Table)
+    return table
+
+
 # insert_or_nothing's statements, built once per process: building one (and its cache key) cost as much again as
 # running it (measured: 300 → 157 µs a one-row insert on SQLite).
 _INSERTS: dict[tuple[str, type[Base], tuple[str, ...] | None, str], ReturningInsert[Any]] = {}
@@ -241,8 +248,7 @@ async def insert_or_nothing(
     key = (dialect, model, tuple(column.key for column in conflict) if conflict is not None else None, returning.key)
     statement = _INSERTS.get(key)
     if statement is None:
-        table = model.__table__
-        assert isinstance(table, Table)
+        table = table_of(model)
         insert = postgresql.insert(table) if dialect == "postgresql" else sqlite.insert(table)
         insert = (
             insert.on_conflict_do_nothing(index_elements=[column.key for column in conflict])

@@ -13,6 +13,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import InstrumentedAttribute
 
+from agrimarket.db import table_of
 from agrimarket.kit.pagination import Cursor
 from agrimarket.models import (
     Listing,
@@ -76,18 +77,19 @@ _MOVEMENTS_BY_REFERENCE = select(StockMovement).where(
     StockMovement.reference.in_(bindparam("references", expanding=True))
 )
 
-_INSERT_MOVEMENTS = insert(StockMovement.__table__)  # type: ignore[arg-type]
-_MOVEMENT_COLUMNS = tuple(column.key for column in StockMovement.__table__.columns)
+_INSERT_MOVEMENTS = insert(table_of(StockMovement))
+_MOVEMENT_COLUMNS = tuple(column.key for column in table_of(StockMovement).columns)
+_LISTINGS = table_of(Listing).c
+# On the table, not the entity: an ORM-enabled UPDATE goes through the ORM's bulk path first.
 _DIRTY = (
-    update(Listing)
-    .values(desired_version=Listing.desired_version + 1)
-    .returning(Listing.connection_id, Listing.organization_id)
-    .execution_options(synchronize_session=False)
+    update(table_of(Listing))
+    .values(desired_version=_LISTINGS.desired_version + 1)
+    .returning(_LISTINGS.connection_id, _LISTINGS.organization_id)
 )
 _DIRTY_BY_VARIANT = _DIRTY.where(
-    Listing.variant_id.in_(bindparam("variant_ids", expanding=True)), Listing.status != ListingStatus.delisted
+    _LISTINGS.variant_id.in_(bindparam("variant_ids", expanding=True)), _LISTINGS.status != ListingStatus.delisted
 )
-_DIRTY_BY_ID = _DIRTY.where(Listing.id.in_(bindparam("ids", expanding=True)))
+_DIRTY_BY_ID = _DIRTY.where(_LISTINGS.id.in_(bindparam("ids", expanding=True)))
 
 
 class InventoryRepository:

@@ -11,7 +11,7 @@ from sqlalchemy import CursorResult, and_, bindparam, exists, func, insert, or_,
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import defer
 
-from agrimarket.db import insert_or_nothing
+from agrimarket.db import insert_or_nothing, table_of
 from agrimarket.inventory.repository import keyset, lock_listings
 from agrimarket.kit.pagination import Cursor
 from agrimarket.models import (
@@ -37,7 +37,7 @@ class PendingEvent(NamedTuple):
     order_ids: list[str] | None
 
 
-_LINE_COLUMNS = tuple(column.key for column in OrderLine.__table__.columns)
+_LINE_COLUMNS = tuple(column.key for column in table_of(OrderLine).columns)
 
 # The drain's statements, built once per process: building a statement (and its cache key) cost about as much as
 # running it; these run for every chunk of every shop's inbox.
@@ -52,7 +52,7 @@ _ORDERS_FOR_UPDATE = (
     .with_for_update()
     .execution_options(populate_existing=True)
 )
-_INSERT_LINES = insert(OrderLine.__table__)  # type: ignore[arg-type]
+_INSERT_LINES = insert(table_of(OrderLine))
 _LINES = (
     select(OrderLine)
     .where(OrderLine.order_id.in_(bindparam("order_ids", expanding=True)))
@@ -73,11 +73,12 @@ _UNHANDLED = (
     .order_by(InboundEvent.received_at, InboundEvent.id)
     .limit(bindparam("limit"))
 )
+_EVENTS = table_of(InboundEvent).c
+# On the table, not the entity: an ORM-enabled UPDATE goes through the ORM's bulk path first.
 _MARK_HANDLED = (
-    update(InboundEvent)
-    .where(InboundEvent.id.in_(bindparam("ids", expanding=True)), InboundEvent.handled_at.is_(None))
-    .values(handled_at=bindparam("at"), attempts=InboundEvent.attempts + 1, last_error=bindparam("error"))
-    .execution_options(synchronize_session=False)
+    update(table_of(InboundEvent))
+    .where(_EVENTS.id.in_(bindparam("ids", expanding=True)), _EVENTS.handled_at.is_(None))
+    .values(handled_at=bindparam("at"), attempts=_EVENTS.attempts + 1, last_error=bindparam("error"))
 )
 
 
