@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import heapq
 import itertools
+import json
 from collections import deque
 from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from contextlib import asynccontextmanager, contextmanager
@@ -141,6 +142,12 @@ def _install_sqlite_hooks(sync_engine: Engine, busy_timeout_ms: int, begin: str 
         connection.exec_driver_sql(f"BEGIN {mode}")
 
 
+def json_dumps(value: Any) -> str:
+    """JSON columns' serializer: anything JSON has no type for (a datetime, a UUID in a marketplace's raw order) is
+    kept as its text, as the stdlib's ``default=str`` does, so callers need not copy a value through JSON first."""
+    return json.dumps(value, default=str)
+
+
 def create_engine(settings: Settings, *, url: str | None = None) -> AsyncEngine:
     url = url or settings.database_url
     if url.startswith("sqlite"):
@@ -149,13 +156,14 @@ def create_engine(settings: Settings, *, url: str | None = None) -> AsyncEngine:
             Path(path).parent.mkdir(parents=True, exist_ok=True)
         busy_ms = settings.sqlite_busy_timeout_ms
         if ":memory:" in url:  # each connection its own database: nothing to share or queue for
-            engine = create_async_engine(url, poolclass=NullPool)
+            engine = create_async_engine(url, poolclass=NullPool, json_serializer=json_dumps)
             _install_sqlite_hooks(engine.sync_engine, busy_ms)
             return engine
         # The writers' one connection, its statements run on the loop's thread (agrimarket.kit.inline_sqlite); a
         # writer waits for it as long as SQLite would have waited for the lock.
         engine = create_async_engine(
             url,
+            json_serializer=json_dumps,
             async_creator=inline_connector(path, busy_ms),
             poolclass=_WriterPool,
             pool_size=1,
@@ -163,7 +171,7 @@ def create_engine(settings: Settings, *, url: str | None = None) -> AsyncEngine:
             pool_timeout=busy_ms / 1000,
         )
         _install_sqlite_hooks(engine.sync_engine, 0)  # waits for other processes' locks are the connector's
-        readers = create_async_engine(url, pool_size=settings.db_pool_size, max_overflow=10)
+        readers = create_async_engine(url, pool_size=settings.db_pool_size, max_overflow=10, json_serializer=json_dumps)
         _install_sqlite_hooks(readers.sync_engine, busy_ms, begin="DEFERRED")
         _READERS[engine.sync_engine] = readers
 
@@ -173,7 +181,9 @@ def create_engine(settings: Settings, *, url: str | None = None) -> AsyncEngine:
             await_only(readers.dispose())
 
         return engine
-    return create_async_engine(url, pool_size=settings.db_pool_size, max_overflow=10, pool_pre_ping=True)
+    return create_async_engine(
+        url, pool_size=settings.db_pool_size, max_overflow=10, pool_pre_ping=True, json_serializer=json_dumps
+    )
 
 
 def reader(engine: AsyncEngine) -> AsyncEngine:

@@ -4,7 +4,9 @@ move happens exactly once, whatever the order or repetition of what the marketpl
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import uuid
+from datetime import UTC, datetime
 
 from sqlalchemy import delete, func, select, update
 
@@ -51,6 +53,22 @@ async def test_a_new_paid_order_is_recorded_with_its_lines_and_reserves_its_stoc
     [held] = await movements(db, variant)
     assert held.kind is MovementKind.reserve
     assert held.reference == f"order:{order.id}:{line.id}:reserve"
+
+
+async def test_the_platforms_raw_order_is_kept_with_what_json_has_no_type_for_as_its_text(
+    db: Db, worker_settings: Settings
+) -> None:
+    _, connection, _variant, sku = await _farm(db, worker_settings)
+    shipped_by = uuid.UUID("5b0f7a52-7c1e-4a57-9a43-1f6f1d2b8e11")
+    placed = dataclasses.replace(
+        channel_order([(sku, 1)]),
+        raw={"order_sn": "SO1", "paid_at": datetime(2026, 12, 3, 8, 0, tzinfo=UTC), "carrier": shipped_by, "n": 2},
+    )
+
+    await ingest(db, connection, placed)
+
+    order, _lines = await order_and_lines(db, connection.id, placed.external_id)
+    assert order.raw == {"order_sn": "SO1", "paid_at": "2026-12-03 08:00:00+00:00", "carrier": str(shipped_by), "n": 2}
 
 
 async def test_an_unpaid_order_reserves_too_because_the_platform_holds_the_unit_for_the_buyer(

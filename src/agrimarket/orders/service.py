@@ -21,7 +21,6 @@ never goes below zero and the channels are only ever told absolute quantities of
 
 from __future__ import annotations
 
-import json
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -473,9 +472,9 @@ def _clip(value: str | None, size: int) -> str | None:
 
 
 def _json(raw: Mapping[str, Any]) -> dict[str, Any]:
-    """The platform's order as JSON (anything else as its text), for people and for debugging."""
-    value: dict[str, Any] = json.loads(json.dumps(dict(raw), default=str))
-    return value
+    """The platform's order, for people and for debugging: the JSON column keeps anything JSON has no type for as
+    its text (:func:`agrimarket.db.json_dumps`), so it is stored as it is, serialised once."""
+    return dict(raw)
 
 
 def _new_order_values(connection: ChannelConnection, channel_order: ChannelOrder, now: datetime) -> dict[str, Any]:
