@@ -258,6 +258,49 @@ async def test_get_orders_of_more_than_one_items_call_reads_one_window_of_pages_
     assert sandbox.market.calls_of("/order/get") == []
 
 
+async def test_a_later_burst_in_a_window_already_paged_reads_no_page_again(
+    adapter: LazadaAdapter, sandbox: LazadaSandbox, shop: dict[str, Any], clock: FakeClock
+) -> None:
+    await publish_two(adapter)
+    placed = []
+    for _ in range(30):  # a flash sale: thirty orders within one second
+        clock.advance(0.01)
+        placed.append((await sandbox.place_order(shop["seller_id"], [("CAM-1KG", 1)])).order_id)
+    first = await adapter.get_orders(placed[:15])
+    sandbox.market.calls.clear()
+
+    later = await adapter.get_orders(placed[15:])
+
+    assert [o.external_id for o in later] == placed[15:]
+    assert sandbox.market.calls_of("/orders/get") == []  # the first burst's pages listed these orders too
+    assert sandbox.market.calls_of("/order/get") == []
+    assert len(sandbox.market.calls_of("/orders/items/get")) == 1
+    assert [o.status for o in later] == [o.status for o in first]
+
+
+async def test_a_kept_header_gives_way_to_the_orders_items_when_they_changed_after_it(
+    adapter: LazadaAdapter, sandbox: LazadaSandbox, shop: dict[str, Any], clock: FakeClock
+) -> None:
+    await publish_two(adapter)
+    placed = []
+    for _ in range(10):
+        clock.advance(0.01)
+        placed.append((await sandbox.place_order(shop["seller_id"], [("CAM-1KG", 1)])).order_id)
+    await adapter.get_orders(placed)
+    sandbox.set_order_status(shop["seller_id"], placed[0], "canceled")  # the same second: the times do not show it
+    clock.advance(2)
+    sandbox.set_order_status(shop["seller_id"], placed[1], "canceled")  # later: the items' time is newer
+    sandbox.market.calls.clear()
+
+    again = {o.external_id: o for o in await adapter.get_orders(placed)}
+
+    assert again[placed[0]].status is OrderStatus.cancelled  # statuses from the items just read
+    assert again[placed[1]].status is OrderStatus.cancelled
+    assert {again[order_id].status for order_id in placed[2:]} == {OrderStatus.paid}
+    assert sandbox.market.calls_of("/orders/get") == []
+    assert len(sandbox.market.calls_of("/order/get")) == 1  # only the header older than its items, asked again
+
+
 async def test_get_orders_asks_for_each_header_when_the_items_give_no_readable_update_time(
     adapter: LazadaAdapter, sandbox: LazadaSandbox, shop: dict[str, Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:

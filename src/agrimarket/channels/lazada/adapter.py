@@ -6,6 +6,7 @@ import asyncio
 import functools
 import html
 import json
+from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -54,6 +55,9 @@ ORDER_ITEMS_BATCH = 50  # ids per /orders/items/get: not published (UNCONFIRMED)
 # From this many orders at once, their headers are read from GetOrders pages (100 a call) by update time instead
 # of one /order/get each: a burst of sales costs a few calls, not one per order, under Lazada's 10 calls/s.
 LISTED_HEADERS_FROM = 8
+# Headers read from GetOrders pages are kept (per adapter, so per drain of a shop) for the next bursts: under a flash
+# sale a second holds hundreds of orders, and each burst's window would read the same pages again.
+HEADERS_KEPT = 5_000
 PACKABLE = frozenset({"pending", "repacked", "topack"})  # pack.json: only pending/repacked items can be packed
 CANCELLABLE = frozenset({"unpaid", "pending", "topack", "repacked", "packed"})
 
@@ -117,6 +121,7 @@ class LazadaAdapter:
         except ValidationError:
             self._credentials = None
         self.seller_id = connection.external_shop_id or (self._credentials.seller_id if self._credentials else None)
+        self._listed: OrderedDict[str, dict[str, Any]] = OrderedDict()  # order id → header, as a page listed it
 
     @property
     def capabilities(self) -> Capabilities:
@@ -375,6 +380,32 @@ class LazadaAdapter:
         headers.update(await self._headers(api, [order_id for order_id in known if order_id not in headers]))
         return [channel_order(headers[order_id], items[order_id]) for order_id in known if order_id in headers]
 
+    def _remember(self, headers: Sequence[Mapping[str, Any]]) -> None:
+        for header in headers:
+            if header.get("order_id") is None:
+                continue
+            key = str(header["order_id"])
+            self._listed[key] = dict(header)
+            self._listed.move_to_end(key)
+        while len(self._listed) > HEADERS_KEPT:
+            self._listed.popitem(last=False)
+
+    def _kept_header(
+        self, order_id: str, latest: datetime, items: Sequence[Mapping[str, Any]]
+    ) -> dict[str, Any] | None:
+        """A header an earlier page listed, if it is at least as new as the order's items (to the second, as Lazada
+        gives times). Its statuses are taken from the items just read, not from the page: a change within that same
+        second would not show in the times."""
+        kept = self._listed.get(order_id)
+        if kept is None:
+            return None
+        try:
+            if lazada_time(kept.get("updated_at")) < latest:
+                return None
+        except MalformedEvent:
+            return None
+        return {**kept, "statuses": list(dict.fromkeys(str(item.get("status", "")) for item in items))}
+
     async def _headers(self, api: LazadaClient, order_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
         """Each order's header from ``/order/get``, ``HEADER_CONCURRENCY`` at a time; an order Lazada does not know
         is left out."""
@@ -406,15 +437,23 @@ class LazadaAdapter:
         newest of their latest item updates (to whole seconds, as Lazada's times are). The first page tells
         how many orders that window holds; the other pages are read (``HEADER_CONCURRENCY`` at a time) only when
         they are fewer calls than the headers still missing would be one by one."""
-        latest: list[datetime] = []
-        for order_items in items.values():
+        latest_of: dict[str, datetime] = {}
+        for order_id, order_items in items.items():
             try:
                 times = [lazada_time(item["updated_at"]) for item in order_items if item.get("updated_at")]
             except MalformedEvent:
                 times = []
             if not times:
                 return {}  # no update time to place the order by: ask for each header
-            latest.append(max(times))
+            latest_of[order_id] = max(times)
+        headers: dict[str, dict[str, Any]] = {}
+        for order_id, latest_time in latest_of.items():
+            kept = self._kept_header(order_id, latest_time, items[order_id])
+            if kept is not None:
+                headers[order_id] = kept
+        if len(items) - len(headers) < LISTED_HEADERS_FROM:
+            return headers  # the few left are asked for one by one
+        latest = [time for order_id, time in latest_of.items() if order_id not in headers]
         # Both bounds are inclusive (GetOrders: "updated after or on the specified date"); the times shown are cut
         # to the second, so the window ends a second after the newest shown (as in list_orders).
         window: dict[str, str | int] = {
@@ -424,12 +463,13 @@ class LazadaAdapter:
             "sort_direction": "ASC",
             "limit": ORDERS_PAGE,
         }
-        headers: dict[str, dict[str, Any]] = {}
 
         async def page(offset: int) -> int | None:
             answer = await api.call("/orders/get", {**window, "offset": offset}, method="GET")
             data = answer.get("data") or {}
-            for header in data.get("orders") or []:
+            listed = [header for header in data.get("orders") or [] if isinstance(header, dict)]
+            self._remember(listed)
+            for header in listed:
                 if str(header.get("order_id")) in items:
                     headers[str(header["order_id"])] = header
             total = data.get("countTotal")
