@@ -42,7 +42,8 @@ afterwards), with one API process (no worker in it) and two ``agrimarket worker`
    events / (first send → last 200); per shop, when its last event was handled. **Baseline**: the same number of
    new pushes to the same server with no worker running (SQLite: the server restarted with
    ``AGRIMARKET_RUN_WORKER_IN_PROCESS=false``; PostgreSQL: the workers stopped): verify + inbox insert + drain
-   enqueue alone (``insert_only_acked_per_s``). Target ≥ 500 events/s on SQLite.
+   enqueue alone (``insert_only_acked_per_s``). Target ≥ 500 events/s on SQLite. The marketplace calls the server made
+   during the phase are counted per operation from the sandboxes' call logs (``marketplace_calls_by_op``).
 4. **Backlog** (the other half of the split): the events the baseline stored, left unhandled, are drained when the
    worker comes back (SQLite: the server restarted with its worker; PostgreSQL: the workers started again), with no
    pushes arriving: fetch, ingest and sync alone (``backlog_events_per_s``, from the worker's start to the last event
