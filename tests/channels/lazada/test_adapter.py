@@ -239,14 +239,20 @@ async def test_get_orders_reads_a_burst_of_headers_from_order_pages_not_one_call
     assert sandbox.market.calls_of("/order/get") == []
 
 
+async def orders_a_hundredth_apart(sandbox: LazadaSandbox, seller_id: str, clock: FakeClock, count: int) -> list[str]:
+    """``count`` orders of one unit, placed a hundredth of a second apart (as in a flash sale): their ids."""
+    placed = []
+    for _ in range(count):
+        clock.advance(0.01)
+        placed.append((await sandbox.place_order(seller_id, [("CAM-1KG", 1)])).order_id)
+    return placed
+
+
 async def test_get_orders_of_more_than_one_items_call_reads_one_window_of_pages_for_the_whole_burst(
     adapter: LazadaAdapter, sandbox: LazadaSandbox, shop: dict[str, Any], clock: FakeClock
 ) -> None:
     await publish_two(adapter)
-    placed = []
-    for _ in range(120):
-        clock.advance(0.01)
-        placed.append((await sandbox.place_order(shop["seller_id"], [("CAM-1KG", 1)])).order_id)
+    placed = await orders_a_hundredth_apart(sandbox, shop["seller_id"], clock, 120)
     sandbox.market.calls.clear()
 
     orders = await adapter.get_orders(placed)
@@ -262,10 +268,9 @@ async def test_a_later_burst_in_a_window_already_paged_reads_no_page_again(
     adapter: LazadaAdapter, sandbox: LazadaSandbox, shop: dict[str, Any], clock: FakeClock
 ) -> None:
     await publish_two(adapter)
-    placed = []
-    for _ in range(30):  # a flash sale: thirty orders within one second
-        clock.advance(0.01)
-        placed.append((await sandbox.place_order(shop["seller_id"], [("CAM-1KG", 1)])).order_id)
+    placed = await orders_a_hundredth_apart(
+        sandbox, shop["seller_id"], clock, 30
+    )  # a flash sale: thirty orders within one second
     first = await adapter.get_orders(placed[:15])
     sandbox.market.calls.clear()
 
@@ -282,10 +287,7 @@ async def test_a_kept_header_gives_way_to_the_orders_items_when_they_changed_aft
     adapter: LazadaAdapter, sandbox: LazadaSandbox, shop: dict[str, Any], clock: FakeClock
 ) -> None:
     await publish_two(adapter)
-    placed = []
-    for _ in range(10):
-        clock.advance(0.01)
-        placed.append((await sandbox.place_order(shop["seller_id"], [("CAM-1KG", 1)])).order_id)
+    placed = await orders_a_hundredth_apart(sandbox, shop["seller_id"], clock, 10)
     await adapter.get_orders(placed)
     sandbox.set_order_status(shop["seller_id"], placed[0], "canceled")  # the same second: the times do not show it
     clock.advance(2)
