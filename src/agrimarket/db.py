@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any, Generic, TypeVar
 from weakref import WeakKeyDictionary
 
-from sqlalchemy import Table, event
+from sqlalchemy import Insert, Table, event, insert
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
@@ -230,6 +230,23 @@ def table_of(model: type[Base]) -> Table:
     table = model.__table__
     assert isinstance(table, Table)
     return table
+
+
+_ROW_INSERTS: dict[type[Base], tuple[Insert, tuple[str, ...]]] = {}
+
+
+async def insert_objects(session: AsyncSession, model: type[Base], objects: Sequence[Base]) -> None:
+    """Insert new objects kept out of the session as rows, every column as the object holds it, in one executemany
+    of one statement built once per process: for rows that are only ever added, no unit of work. The objects stay
+    out of the session; fill in what column defaults would have (ids, times) before."""
+    if not objects:
+        return
+    known = _ROW_INSERTS.get(model)
+    if known is None:
+        table = table_of(model)
+        known = _ROW_INSERTS[model] = (insert(table), tuple(column.key for column in table.columns))
+    statement, columns = known
+    await session.execute(statement, [{column: getattr(obj, column) for column in columns} for obj in objects])
 
 
 # insert_or_nothing's statements, built once per process: building one (and its cache key) cost as much again as

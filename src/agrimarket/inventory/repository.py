@@ -8,12 +8,12 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TypeVarTuple
 
-from sqlalchemy import ColumnElement, Select, and_, bindparam, func, insert, or_, select, update
+from sqlalchemy import ColumnElement, Select, and_, bindparam, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import InstrumentedAttribute
 
-from agrimarket.db import table_of
+from agrimarket.db import insert_objects, table_of
 from agrimarket.kit.pagination import Cursor
 from agrimarket.models import (
     Listing,
@@ -77,8 +77,6 @@ _MOVEMENTS_BY_REFERENCE = select(StockMovement).where(
     StockMovement.reference.in_(bindparam("references", expanding=True))
 )
 
-_INSERT_MOVEMENTS = insert(table_of(StockMovement))
-_MOVEMENT_COLUMNS = tuple(column.key for column in table_of(StockMovement).columns)
 _LISTINGS = table_of(Listing).c
 # On the table, not the entity: an ORM-enabled UPDATE goes through the ORM's bulk path first.
 _DIRTY = (
@@ -134,10 +132,7 @@ class InventoryRepository:
         batch, self._batch = self._batch, None
         if batch is not None and batch.new_movements:
             # Not through the unit of work: the movements are only ever added, so one executemany of rows.
-            await self.session.execute(
-                _INSERT_MOVEMENTS,
-                [{key: getattr(movement, key) for key in _MOVEMENT_COLUMNS} for movement in batch.new_movements],
-            )
+            await insert_objects(self.session, StockMovement, batch.new_movements)
         await self.session.flush()
         if batch is None or not batch.dirty:
             return 0

@@ -195,11 +195,10 @@ class InboxDrainer:
         plain: list[uuid.UUID] = []
         stock_changed = False
         kept: dict[uuid.UUID, tuple[dict[str, str], bytes]] = {}
-        if any(e.event_type == EventKind.order.value and e.order_ids is None for e in events):
+        to_read_again = [e.id for e in events if e.event_type == EventKind.order.value and e.order_ids is None]
+        if to_read_again:  # rare: rows kept before the endpoint read the order numbers at receipt
             async with transaction(read_sessionmaker(self.sessionmaker)) as session:
-                kept = await OrderRepository(session).event_bodies(
-                    [e.id for e in events if e.event_type == EventKind.order.value and e.order_ids is None]
-                )
+                kept = await OrderRepository(session).event_bodies(to_read_again)
         for event in events:
             if event.event_type != EventKind.order.value:
                 plain.append(event.id)

@@ -7,11 +7,11 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, NamedTuple, cast
 
-from sqlalchemy import CursorResult, and_, bindparam, exists, func, insert, or_, select, update
+from sqlalchemy import CursorResult, and_, bindparam, exists, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import defer
 
-from agrimarket.db import insert_or_nothing, table_of
+from agrimarket.db import insert_objects, insert_or_nothing, table_of
 from agrimarket.inventory.repository import keyset, lock_listings
 from agrimarket.kit.pagination import Cursor
 from agrimarket.models import (
@@ -37,8 +37,6 @@ class PendingEvent(NamedTuple):
     order_ids: list[str] | None
 
 
-_LINE_COLUMNS = tuple(column.key for column in table_of(OrderLine).columns)
-
 # The drain's statements, built once per process: building a statement (and its cache key) cost about as much as
 # running it; these run for every chunk of every shop's inbox.
 _ORDERS_FOR_UPDATE = (
@@ -52,7 +50,6 @@ _ORDERS_FOR_UPDATE = (
     .with_for_update()
     .execution_options(populate_existing=True)
 )
-_INSERT_LINES = insert(table_of(OrderLine))
 _LINES = (
     select(OrderLine)
     .where(OrderLine.order_id.in_(bindparam("order_ids", expanding=True)))
@@ -120,11 +117,7 @@ class OrderRepository:
 
     async def insert_lines(self, lines: Sequence[OrderLine]) -> None:
         """New lines, not added to the session, in one statement (executemany); they stay detached from it."""
-        if not lines:
-            return
-        await self.session.execute(
-            _INSERT_LINES, [{column: getattr(line, column) for column in _LINE_COLUMNS} for line in lines]
-        )
+        await insert_objects(self.session, OrderLine, lines)
 
     async def order(self, order_id: uuid.UUID) -> Order | None:
         return await self.session.get(Order, order_id)
