@@ -57,6 +57,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import dataclasses
+import itertools
 import json
 import math
 import os
@@ -537,6 +538,12 @@ def stock_calls_between(shop: BenchShop, start: float, end: float) -> list[Any]:
     ]
 
 
+def longest_without_stock_update(shop: BenchShop, start: float, end: float) -> float:
+    """The longest stretch between ``start`` and ``end`` in which the shop got no stock update from us."""
+    marks: list[float] = [start, *sorted(c.ended for c in stock_calls_between(shop, start, end)), end]
+    return max(b - a for a, b in itertools.pairwise(marks))
+
+
 async def measure_window(shops: Sequence[BenchShop], orders: int, spacing: float, within: float) -> dict[str, Any]:
     registry = load()
     for market in {id(s.sandbox.market): s.sandbox.market for s in shops}.values():
@@ -780,6 +787,8 @@ async def measure_throughput(
     drains = [e for e in logged if e.get("event") == "inbox_drained"]
     handlings = sum(int(e.get("events") or 0) for e in drains)
     handled = await last_handled(engine)
+    # While the events were handled, every shop should keep being told the new stock, not only once they are done.
+    stale = {shop.label: round(longest_without_stock_update(shop, started, done), 2) for shop in every_shop}
     per_shop: dict[str, dict[str, Any]] = {}
     sent_to = Counter(p.url.rsplit("/", 1)[-1] for p in pushes)
     for shop in shops:
@@ -805,6 +814,8 @@ async def measure_throughput(
         "drain_event_handlings_per_event": round(handlings / len(pushes), 2),
         "get_orders_calls": sum(int(e.get("remote_calls") or 0) for e in drains),
         "sync_runs": sum(1 for e in logged if e.get("event") == "sync_run"),
+        # Per shop, the longest time without a stock update from us while the events were being handled.
+        "longest_without_stock_update_s": stale,
         # What AgriMarket asked of the marketplaces meanwhile (order fetches and stock pushes alike), per operation.
         "marketplace_calls": sum(calls.values()),
         "marketplace_calls_by_op": dict(calls.most_common()),
@@ -1028,6 +1039,7 @@ def report(result: Mapping[str, Any]) -> None:
             f"({t['get_orders_calls']} get_orders calls), {t['sync_runs']} sync runs; marketplace calls "
             f"{t['marketplace_calls']}: {t['marketplace_calls_by_op']}"
         )
+        print(f"  longest without a stock update meanwhile, by shop (s): {t['longest_without_stock_update_s']}")
         for shop, figures in t["per_shop"].items():
             print(f"  {shop}: {figures}")
         if r["tracebacks_in_logs"]:

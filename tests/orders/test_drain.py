@@ -8,6 +8,7 @@ import itertools
 import uuid
 from collections.abc import AsyncIterator
 from datetime import timedelta
+from unittest.mock import patch
 
 import pytest
 from sqlalchemy import select, update
@@ -23,8 +24,10 @@ from agrimarket.orders.inbox import DRAIN_KIND, InboxDrainer, drain_running_key
 from agrimarket.orders.tasks import drain_inbox
 from agrimarket.sandbox.core import Fault
 from agrimarket.sandbox.shopee import ShopeeSandbox
+from agrimarket.sync.queue import SYNC_KIND
 from agrimarket.sync.runtime import SyncRuntime, use_runtime
-from agrimarket.worker import JobContext, RetryLater
+from agrimarket.worker import JobContext, RetryLater, enqueue
+from agrimarket.worker.repository import JobRepository
 from tests.orders.sandbox import Shop, open_shop, push
 from tests.orders.support import Db, level
 from tests.sync.support import dirty, listings
@@ -278,3 +281,54 @@ async def test_an_event_kept_without_its_order_numbers_is_read_again_from_its_si
         assert events[unreadable].handled_at is not None
         assert "cannot be read again" in (events[unreadable].last_error or "")
         assert set(await _orders(db)) == {order_id}
+
+
+async def test_a_drain_hands_its_slot_on_after_its_slice_with_the_rest_of_the_inbox_left_for_its_next_turn(
+    db: Db, worker_settings: Settings, shop: Shop
+) -> None:
+    placed = [await shop.place_order(1) for _ in range(5)]
+    for order_id in placed:
+        await push(db, shop, order_id)
+    sliced = InboxDrainer(
+        db, worker_settings, channels=load(), http=shop.http, owner="drain-test", batch_size=2, slice_seconds=0
+    )
+
+    report = await sliced.drain(shop.connection.id)
+
+    assert (report.batches, report.orders_ingested, report.handed_on) == (1, 2, True)
+    assert sum(e.handled_at is None for e in await _events(db)) == 3
+    assert len(await _orders(db)) == 2
+
+
+async def test_a_drains_next_turn_comes_after_the_jobs_already_waiting_for_a_worker(
+    db: Db, worker_settings: Settings, shop: Shop
+) -> None:
+    """Under a flash sale on as many shops as a worker runs jobs at once, drains that ran until their inboxes were
+    empty kept every slot, and the sync runs telling the other marketplaces the new stock waited for the end."""
+    placed = [await shop.place_order(1) for _ in range(3)]
+    for order_id in placed[:2]:
+        await push(db, shop, order_id)
+    running = await _running_drain_job(db, worker_settings, shop, "w1")
+    payload = {"connection_id": str(shop.connection.id)}
+    runtime = SyncRuntime(
+        channels=load(),
+        http=shop.http,
+        storage=storage_for(worker_settings.media_storage_url, worker_settings.data_dir),
+    )
+    with use_runtime(runtime), patch("agrimarket.orders.inbox.SLICE_SECONDS", 0):
+        # A push while the drain runs queues the shop's next drain; a sync of another shop is queued after it.
+        await push(db, shop, placed[2])
+        async with transaction(db) as session:
+            sync_job = await enqueue(session, SYNC_KIND, {"connection_id": str(uuid.uuid4())})
+        await drain_inbox(running, payload)  # one batch, then its slice is over
+        assert await _drain_holder(db, shop) is None  # the shop's key let go at once
+        await _finish(db, running)
+
+    async with transaction(db) as session:
+        claimed = await JobRepository(session).claim(
+            kinds=[DRAIN_KIND, SYNC_KIND], limit=10, worker_id="w2", now=utcnow(), lease=timedelta(minutes=1)
+        )
+    # The waiting sync (and the ingest's own syncs) first, then the shop's next drain, once.
+    assert sync_job in [job.id for job in claimed[:-1]]
+    assert [job.kind for job in claimed].count(DRAIN_KIND) == 1
+    assert claimed[-1].kind == DRAIN_KIND

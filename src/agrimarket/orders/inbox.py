@@ -7,6 +7,12 @@ oldest first, ``batch_size`` at a time; for each batch it re-fetches every order
 ingests what came back ``chunk_size`` events at a time, each chunk in a short write transaction of its own that
 also marks its events handled (so pushes are stored in between). It loops until the inbox is empty.
 
+A drain takes turns with the worker's other jobs: past ``SLICE_SECONDS`` with events still coming, it ends after
+its current batch and queues the shop's next drain behind the jobs due meanwhile (:func:`drain_next_turn`). A
+worker runs a few jobs at once (``worker_concurrency``); under a flash sale on as many shops, drains that looped
+until their inboxes were empty held every slot, and the sync runs that tell the other marketplaces the new stock
+waited for the burst to end (bench.orders, SQLite: one stock push per shop in the whole sustained phase).
+
 One drain per shop at a time (:func:`hold_drain`): a drain job holds the key ``orders.inbox.running:<shop>`` on
 its own job row while it runs (unique, like every ``dedupe_key``), so a second drain of the same shop never reads
 the events the first is handling. The second, finding the key taken, queues a follow-up due
@@ -26,6 +32,7 @@ the events the first is handling. The second, finding the key taken, queues a fo
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
@@ -57,7 +64,7 @@ from agrimarket.models import ChannelConnection, utcnow
 from agrimarket.observability import get_logger
 from agrimarket.orders.repository import OrderRepository, PendingEvent
 from agrimarket.orders.service import OrderService
-from agrimarket.worker import RetryLater, enqueue, enqueue_many, per_connection_jobs
+from agrimarket.worker import NewJob, RetryLater, enqueue, enqueue_last, enqueue_many, per_connection_jobs
 from agrimarket.worker.repository import JobRepository
 
 log = get_logger(__name__)
@@ -66,6 +73,7 @@ DRAIN_KIND = "orders.drain_inbox"
 BATCH_SIZE = 200
 CHUNK_SIZE = 25  # events ingested per write transaction: short, so a push waits little for the writer (SQLite)
 FOLLOW_UP_SECONDS = 0.2
+SLICE_SECONDS = 0.5  # a drain with more to read hands its worker slot on after this long (see the docstring)
 
 
 def drain_dedupe_key(connection_id: uuid.UUID) -> str:
@@ -115,6 +123,28 @@ async def follow_up_drain(
         )
 
 
+async def drain_next_turn(
+    sessionmaker: async_sessionmaker[AsyncSession],
+    connection_id: uuid.UUID,
+    organization_id: uuid.UUID | None,
+    job_id: uuid.UUID,
+) -> None:
+    """A drain that used up its slice: let go of the shop's key and queue the shop's next drain behind the jobs due
+    now (a sync run waiting for a slot among them)."""
+    async with transaction(sessionmaker) as session:
+        await JobRepository(session).let_go_key(job_id, drain_running_key(connection_id))
+        await enqueue_last(
+            session,
+            NewJob(
+                DRAIN_KIND,
+                {"connection_id": str(connection_id)},
+                dedupe_key=drain_dedupe_key(connection_id),
+                dedupe_while_running=False,
+                organization_id=organization_id,
+            ),
+        )
+
+
 async def request_drain(session: AsyncSession, connection_id: uuid.UUID, organization_id: uuid.UUID) -> None:
     """Make sure a drain of the shop's inbox is queued (in the caller's transaction, with the new event). Pushes
     arriving before it starts fold into it; one arriving while it runs queues the next."""
@@ -134,6 +164,7 @@ class DrainReport:
     orders_ingested: int = 0
     orders_missing: int = 0
     unreadable: int = 0
+    handed_on: bool = False  # its slice used up with events perhaps left: the shop's next drain is to be queued
 
 
 class InboxDrainer:
@@ -147,6 +178,7 @@ class InboxDrainer:
         owner: str,
         batch_size: int = BATCH_SIZE,
         chunk_size: int = CHUNK_SIZE,
+        slice_seconds: float | None = None,
     ) -> None:
         self.sessionmaker = sessionmaker
         self.settings = settings
@@ -155,8 +187,12 @@ class InboxDrainer:
         self.owner = owner
         self.batch_size = batch_size
         self.chunk_size = chunk_size
+        self.slice_seconds = SLICE_SECONDS if slice_seconds is None else slice_seconds
 
     async def drain(self, connection_id: uuid.UUID) -> DrainReport:
+        """Handle the shop's unhandled events a batch at a time until none is left, or until the slice is used up
+        (``report.handed_on``: the caller queues the shop's next drain)."""
+        started = time.monotonic()
         report = DrainReport()
         # What the drain reads alone (the shop, the next events: this drain is the only one handling them) it
         # reads beside the writer; each batch's writes are committed before the next read.
@@ -185,6 +221,9 @@ class InboxDrainer:
             report.batches += 1
             report.events += len(events)
             await self._batch(shop, connection, events, report)
+            if time.monotonic() - started >= self.slice_seconds:
+                report.handed_on = True
+                return report
 
     async def _batch(
         self, shop: ShopClient, connection: ChannelConnection, events: Sequence[PendingEvent], report: DrainReport

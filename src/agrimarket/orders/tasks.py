@@ -8,7 +8,14 @@ from typing import Any
 
 from agrimarket.config import get_settings
 from agrimarket.observability import get_logger
-from agrimarket.orders.inbox import DRAIN_KIND, InboxDrainer, follow_up_drain, hold_drain, let_go_drain
+from agrimarket.orders.inbox import (
+    DRAIN_KIND,
+    InboxDrainer,
+    drain_next_turn,
+    follow_up_drain,
+    hold_drain,
+    let_go_drain,
+)
 from agrimarket.orders.reconcile import (
     LOST_PUSHES_KIND,
     POLL_KIND,
@@ -45,6 +52,8 @@ async def drain_inbox(ctx: JobContext, payload: dict[str, Any]) -> None:
         # Waiting for a retry (or stopped): the key must not stay with a queued job. Done, it goes with the job.
         await let_go_drain(ctx.sessionmaker, connection_id, ctx.job_id)
         raise
+    if report.handed_on:
+        await drain_next_turn(ctx.sessionmaker, connection_id, ctx.organization_id, ctx.job_id)
     log.info(
         "inbox_drained",
         connection_id=payload["connection_id"],
@@ -53,6 +62,7 @@ async def drain_inbox(ctx: JobContext, payload: dict[str, Any]) -> None:
         remote_calls=report.remote_calls,
         orders=report.orders_ingested,
         missing=report.orders_missing,
+        handed_on=report.handed_on,
     )
 
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import event, text
+from sqlalchemy import event, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session, SessionTransaction
 
@@ -91,6 +91,21 @@ async def enqueue(
     job = NewJob(kind, payload, dedupe_key, dedupe_while_running, run_at, organization_id, max_attempts, job_id)
     [inserted] = await enqueue_many(session, [job])
     return inserted
+
+
+async def enqueue_last(session: AsyncSession, job: NewJob) -> None:
+    """Queue ``job`` behind every job due now: a new one due now, or, where a queued job holds its key, that job due
+    now if it was due sooner (workers take the oldest due first). For long work done in turns, so the other work
+    waiting meanwhile gets its turn in between."""
+    if await enqueue_many(session, [job]) != [None] or job.dedupe_key is None:
+        return
+    now = utcnow()
+    await session.execute(
+        update(Job)
+        .where(Job.dedupe_key == job.dedupe_key, Job.status == JobStatus.queued, Job.run_at < now)
+        .values(run_at=now)
+        .execution_options(synchronize_session=False)
+    )
 
 
 async def enqueue_many(session: AsyncSession, jobs: Sequence[NewJob]) -> list[uuid.UUID | None]:

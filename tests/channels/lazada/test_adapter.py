@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -12,6 +13,7 @@ import pytest
 
 from agrimarket.channels.base import (
     ChannelAdapter,
+    ConnectionInfo,
     EventKind,
     Feature,
     PriceUpdate,
@@ -20,11 +22,11 @@ from agrimarket.channels.base import (
     StockUpdate,
 )
 from agrimarket.channels.errors import AuthExpired, ChannelNotFound, InvalidSignature, Rejected
-from agrimarket.channels.lazada import CAPABILITIES, LazadaAdapter, plugin
+from agrimarket.channels.lazada import CAPABILITIES, LazadaAdapter, LazadaPlugin, plugin
 from agrimarket.channels.registry import ChannelRegistry
 from agrimarket.models.orders import OrderStatus
 from agrimarket.sandbox.lazada import LazadaSandbox
-from tests.channels.lazada.conftest import connect, draft
+from tests.channels.lazada.conftest import SETTINGS, connect, draft
 from tests.channels.support import FakeClock, jpeg, variant
 
 RED, GREEN = jpeg((200, 30, 30), 400), jpeg((30, 200, 30), 400)
@@ -281,6 +283,30 @@ async def test_a_later_burst_in_a_window_already_paged_reads_no_page_again(
     assert sandbox.market.calls_of("/order/get") == []
     assert len(sandbox.market.calls_of("/orders/items/get")) == 1
     assert [o.status for o in later] == [o.status for o in first]
+
+
+async def test_the_shops_next_adapter_reads_no_page_the_last_one_read(
+    sandbox: LazadaSandbox, shop: dict[str, Any], http: httpx.AsyncClient, clock: FakeClock
+) -> None:
+    """Each drain of a shop builds its own adapter (a drain hands its worker slot on under load): the headers one
+    drain's pages listed still spare the next drain the same pages."""
+    lazada = LazadaPlugin(clock=clock)
+    connection = ConnectionInfo(uuid.uuid4(), uuid.uuid4(), shop["seller_id"], shop, SETTINGS)
+    first_drain = lazada.adapter(connection, http)
+    assert isinstance(first_drain, LazadaAdapter)
+    await publish_two(first_drain)
+    placed = await orders_a_hundredth_apart(sandbox, shop["seller_id"], clock, 30)
+    await first_drain.get_orders(placed[:15])
+    sandbox.market.calls.clear()
+
+    later = await lazada.adapter(connection, http).get_orders(placed[15:])
+    elsewhere = await lazada.adapter(dataclasses.replace(connection, connection_id=uuid.uuid4()), http).get_orders(
+        placed[15:]
+    )
+
+    assert [o.external_id for o in later] == [o.external_id for o in elsewhere] == placed[15:]
+    assert len(sandbox.market.calls_of("/orders/get")) == 1  # only the other connection read a page
+    assert sandbox.market.calls_of("/order/get") == []
 
 
 async def test_a_kept_header_gives_way_to_the_orders_items_when_they_changed_after_it(

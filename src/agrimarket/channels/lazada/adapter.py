@@ -6,6 +6,7 @@ import asyncio
 import functools
 import html
 import json
+import uuid
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
@@ -55,9 +56,25 @@ ORDER_ITEMS_BATCH = 50  # ids per /orders/items/get: not published (UNCONFIRMED)
 # From this many orders at once, their headers are read from GetOrders pages (100 a call) by update time instead
 # of one /order/get each: a burst of sales costs a few calls, not one per order, under Lazada's 10 calls/s.
 LISTED_HEADERS_FROM = 8
-# Headers read from GetOrders pages are kept (per adapter, so per drain of a shop) for the next bursts: under a flash
-# sale a second holds hundreds of orders, and each burst's window would read the same pages again.
+# Headers read from GetOrders pages are kept per shop in this process for the next bursts (the shop's next drain's
+# too: a drain hands its worker slot on every half second under load): under a flash sale a second holds hundreds of
+# orders, and each burst's window would read the same pages again.
 HEADERS_KEPT = 5_000
+SHOPS_KEPT = 64  # shops whose headers are kept; the longest unused forgotten first
+_LISTED: OrderedDict[uuid.UUID, OrderedDict[str, dict[str, Any]]] = OrderedDict()
+
+
+def _listed_of(connection_id: uuid.UUID) -> OrderedDict[str, dict[str, Any]]:
+    """The shop's kept headers (order id → header, as a page listed it), shared by its adapters in this process."""
+    listed = _LISTED.get(connection_id)
+    if listed is None:
+        listed = _LISTED[connection_id] = OrderedDict()
+    _LISTED.move_to_end(connection_id)
+    while len(_LISTED) > SHOPS_KEPT:
+        _LISTED.popitem(last=False)
+    return listed
+
+
 PACKABLE = frozenset({"pending", "repacked", "topack"})  # pack.json: only pending/repacked items can be packed
 CANCELLABLE = frozenset({"unpaid", "pending", "topack", "repacked", "packed"})
 
@@ -121,7 +138,7 @@ class LazadaAdapter:
         except ValidationError:
             self._credentials = None
         self.seller_id = connection.external_shop_id or (self._credentials.seller_id if self._credentials else None)
-        self._listed: OrderedDict[str, dict[str, Any]] = OrderedDict()  # order id → header, as a page listed it
+        self._listed = _listed_of(connection.connection_id)
 
     @property
     def capabilities(self) -> Capabilities:
