@@ -11,7 +11,7 @@ from datetime import timedelta
 from unittest.mock import patch
 
 import pytest
-from sqlalchemy import select, update
+from sqlalchemy import delete, select, update
 
 from agrimarket.channels.registry import load
 from agrimarket.channels.shop import callback_url
@@ -283,21 +283,60 @@ async def test_an_event_kept_without_its_order_numbers_is_read_again_from_its_si
         assert set(await _orders(db)) == {order_id}
 
 
-async def test_a_drain_hands_its_slot_on_after_its_slice_with_the_rest_of_the_inbox_left_for_its_next_turn(
+def sliced(db: Db, settings: Settings, shop: Shop) -> InboxDrainer:
+    """A drain that looks whether other jobs wait after every batch (of two events)."""
+    return InboxDrainer(
+        db, settings, channels=load(), http=shop.http, owner="drain-test", batch_size=2, slice_seconds=0
+    )
+
+
+async def test_a_drain_hands_its_slot_on_to_a_job_waiting_with_the_rest_of_the_inbox_left_for_its_next_turn(
     db: Db, worker_settings: Settings, shop: Shop
 ) -> None:
     placed = [await shop.place_order(1) for _ in range(5)]
     for order_id in placed:
         await push(db, shop, order_id)
-    sliced = InboxDrainer(
-        db, worker_settings, channels=load(), http=shop.http, owner="drain-test", batch_size=2, slice_seconds=0
-    )
+    async with transaction(db) as session:
+        await enqueue(session, SYNC_KIND, {"connection_id": str(uuid.uuid4())})  # due, no slot free for it
 
-    report = await sliced.drain(shop.connection.id)
+    report = await sliced(db, worker_settings, shop).drain(shop.connection.id)
 
     assert (report.batches, report.orders_ingested, report.handed_on) == (1, 2, True)
     assert sum(e.handled_at is None for e in await _events(db)) == 3
     assert len(await _orders(db)) == 2
+
+
+async def test_a_drain_goes_on_past_its_slice_to_the_end_of_the_inbox_while_no_job_waits(
+    db: Db, worker_settings: Settings, shop: Shop, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def slots_free(*_args: object) -> bool:  # every job due is taken by a worker at once
+        return False
+
+    monkeypatch.setattr(InboxDrainer, "_others_waiting", slots_free)
+    placed = [await shop.place_order(1) for _ in range(5)]
+    for order_id in placed:
+        await push(db, shop, order_id)
+
+    report = await sliced(db, worker_settings, shop).drain(shop.connection.id)
+
+    assert (report.batches, report.orders_ingested, report.handed_on) == (3, 5, False)
+    assert all(e.handled_at is not None for e in await _events(db))
+
+
+async def test_jobs_waiting_for_a_slot_are_the_due_queued_ones_but_the_shops_own_next_drain(db: Db) -> None:
+    shop_key = "orders.inbox:shop"
+    now = utcnow()
+
+    async with transaction(db) as session:
+        await session.execute(delete(Job))
+        await enqueue(session, DRAIN_KIND, {}, dedupe_key=shop_key, run_at=now - timedelta(seconds=1))
+        await enqueue(session, SYNC_KIND, {}, dedupe_key="later", run_at=now + timedelta(seconds=1))
+        # The shop's own next drain, and a job not due yet: nothing waits for a slot.
+        assert not await JobRepository(session).others_due(now, besides=shop_key)
+
+    async with transaction(db) as session:
+        await enqueue(session, SYNC_KIND, {}, run_at=now - timedelta(seconds=1))
+        assert await JobRepository(session).others_due(now, besides=shop_key)
 
 
 async def test_a_drains_next_turn_comes_after_the_jobs_already_waiting_for_a_worker(

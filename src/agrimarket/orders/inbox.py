@@ -7,11 +7,12 @@ oldest first, ``batch_size`` at a time; for each batch it re-fetches every order
 ingests what came back ``chunk_size`` events at a time, each chunk in a short write transaction of its own that
 also marks its events handled (so pushes are stored in between). It loops until the inbox is empty.
 
-A drain takes turns with the worker's other jobs: past ``SLICE_SECONDS`` with events still coming, it ends after
-its current batch and queues the shop's next drain behind the jobs due meanwhile (:func:`drain_next_turn`). A
-worker runs a few jobs at once (``worker_concurrency``); under a flash sale on as many shops, drains that looped
-until their inboxes were empty held every slot, and the sync runs that tell the other marketplaces the new stock
-waited for the burst to end (bench.orders, SQLite: one stock push per shop in the whole sustained phase).
+A drain takes turns with the worker's other jobs: every ``SLICE_SECONDS`` with events still coming it looks whether
+other jobs are due and waiting for a slot, and if so ends after its current batch and queues the shop's next drain
+behind them (:func:`drain_next_turn`). A worker runs a few jobs at once (``worker_concurrency``); under a flash sale
+on as many shops, drains that looped until their inboxes were empty held every slot, and the sync runs that tell
+the other marketplaces the new stock waited for the burst to end (bench.orders, SQLite: one stock push per shop in
+the whole sustained phase). Where slots are free (more workers), nothing waits and the drain goes on.
 
 One drain per shop at a time (:func:`hold_drain`): a drain job holds the key ``orders.inbox.running:<shop>`` on
 its own job row while it runs (unique, like every ``dedupe_key``), so a second drain of the same shop never reads
@@ -73,7 +74,7 @@ DRAIN_KIND = "orders.drain_inbox"
 BATCH_SIZE = 200
 CHUNK_SIZE = 25  # events ingested per write transaction: short, so a push waits little for the writer (SQLite)
 FOLLOW_UP_SECONDS = 0.2
-SLICE_SECONDS = 0.5  # a drain with more to read hands its worker slot on after this long (see the docstring)
+SLICE_SECONDS = 0.5  # how often a drain with more to read looks whether other jobs wait (see the docstring)
 
 
 def drain_dedupe_key(connection_id: uuid.UUID) -> str:
@@ -190,8 +191,8 @@ class InboxDrainer:
         self.slice_seconds = SLICE_SECONDS if slice_seconds is None else slice_seconds
 
     async def drain(self, connection_id: uuid.UUID) -> DrainReport:
-        """Handle the shop's unhandled events a batch at a time until none is left, or until the slice is used up
-        (``report.handed_on``: the caller queues the shop's next drain)."""
+        """Handle the shop's unhandled events a batch at a time until none is left, or until a slice is used up
+        while other jobs wait (``report.handed_on``: the caller queues the shop's next drain)."""
         started = time.monotonic()
         report = DrainReport()
         # What the drain reads alone (the shop, the next events: this drain is the only one handling them) it
@@ -222,8 +223,10 @@ class InboxDrainer:
             report.events += len(events)
             await self._batch(shop, connection, events, report)
             if time.monotonic() - started >= self.slice_seconds:
-                report.handed_on = True
-                return report
+                if await self._others_waiting(reading, connection_id):
+                    report.handed_on = True
+                    return report
+                started = time.monotonic()
 
     async def _batch(
         self, shop: ShopClient, connection: ChannelConnection, events: Sequence[PendingEvent], report: DrainReport
@@ -341,6 +344,10 @@ class InboxDrainer:
             await repo.mark_handled(ids, now, message)
         if stock_changed:
             await repo.mark_shop_listings_dirty(connection)
+
+    async def _others_waiting(self, reading: async_sessionmaker[AsyncSession], connection_id: uuid.UUID) -> bool:
+        async with transaction(reading) as session:
+            return await JobRepository(session).others_due(utcnow(), besides=drain_dedupe_key(connection_id))
 
     async def _hold_all(self, connection_id: uuid.UUID, message: str) -> None:
         async with transaction(self.sessionmaker) as session:

@@ -186,6 +186,20 @@ class JobRepository:
             .execution_options(synchronize_session=False)
         )
 
+    async def others_due(self, now: datetime, besides: str) -> bool:
+        """Whether a queued job is due, other than the one keyed ``besides``: work waiting for a worker's slot (a
+        due job is claimed at once where a slot is free)."""
+        waiting = await self.session.scalar(
+            select(Job.id)
+            .where(
+                Job.status == JobStatus.queued,
+                Job.run_at <= now,
+                or_(Job.dedupe_key.is_(None), Job.dedupe_key != besides),
+            )
+            .limit(1)
+        )
+        return waiting is not None
+
     async def next_due(self, kinds: list[str]) -> datetime | None:
         """When the next job of these kinds falls due (or a running one's lease runs out): to sleep until then."""
         if not kinds:
