@@ -43,7 +43,9 @@ afterwards), with one API process (no worker in it) and two ``agrimarket worker`
    new pushes to the same server with no worker running (SQLite: the server restarted with
    ``AGRIMARKET_RUN_WORKER_IN_PROCESS=false``; PostgreSQL: the workers stopped): verify + inbox insert + drain
    enqueue alone (``insert_only_acked_per_s``). Target ≥ 500 events/s on SQLite. The marketplace calls the server made
-   during the phase are counted per operation from the sandboxes' call logs (``marketplace_calls_by_op``).
+   during the phase are counted per operation from the sandboxes' call logs (``marketplace_calls_by_op``), and per
+   shop the longest stretch without a stock update from us while the events were handled
+   (``longest_without_stock_update_s``): the stock must be kept in step during a burst, not only after it.
 4. **Backlog** (the other half of the split): the events the baseline stored, left unhandled, are drained when the
    worker comes back (SQLite: the server restarted with its worker; PostgreSQL: the workers started again), with no
    pushes arriving: fetch, ingest and sync alone (``backlog_events_per_s``, from the worker's start to the last event
@@ -989,6 +991,10 @@ def summary(results: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
         out[f"{name}_acked_per_s"] = figures["throughput"]["acked_per_s"]
         out[f"{name}_insert_only_acked_per_s"] = figures["insert_only"]["acked_per_s"]
         out[f"{name}_backlog_events_per_s"] = figures["backlog"]["events_per_s"]
+        # The stock kept in step meanwhile: the longest any shop went without an update from us.
+        out[f"{name}_longest_without_stock_update_s"] = max(
+            figures["throughput"]["longest_without_stock_update_s"].values()
+        )
     out["targets"] = {
         "window_p95_under_1s": first["window"]["p95_ms"] < 1000,
         "ack_p99_under_50ms": first["ack"]["p99_ms"] < 50,
