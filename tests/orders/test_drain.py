@@ -41,8 +41,26 @@ async def shop(request: pytest.FixtureRequest, db: Db, worker_settings: Settings
         yield opened
 
 
-def drainer(db: Db, settings: Settings, shop: Shop, batch_size: int = 200) -> InboxDrainer:
-    return InboxDrainer(db, settings, channels=load(), http=shop.http, owner="drain-test", batch_size=batch_size)
+def drainer(
+    db: Db, settings: Settings, shop: Shop, batch_size: int = 200, slice_seconds: float | None = None
+) -> InboxDrainer:
+    return InboxDrainer(
+        db,
+        settings,
+        channels=load(),
+        http=shop.http,
+        owner="drain-test",
+        batch_size=batch_size,
+        slice_seconds=slice_seconds,
+    )
+
+
+async def pushed_orders(db: Db, shop: Shop, count: int) -> list[str]:
+    """``count`` orders placed on the shop, each pushed to our inbox."""
+    placed = [await shop.place_order(1) for _ in range(count)]
+    for order_id in placed:
+        await push(db, shop, order_id)
+    return placed
 
 
 async def _events(db: Db) -> list[InboundEvent]:
@@ -58,9 +76,7 @@ async def _orders(db: Db) -> dict[str, Order]:
 async def test_a_batch_of_pushes_is_refetched_in_one_call_ingested_and_handled(
     db: Db, worker_settings: Settings, shop: Shop
 ) -> None:
-    placed = [await shop.place_order(1) for _ in range(3)]
-    for order_id in placed:
-        await push(db, shop, order_id)
+    placed = await pushed_orders(db, shop, 3)
     await push(db, shop, placed[0])  # a redelivered hint for the same order
     calls_before = len(shop.world.market.calls_of(GET_ORDERS[shop.world.channel]))
 
@@ -83,9 +99,7 @@ async def test_a_batch_of_pushes_is_refetched_in_one_call_ingested_and_handled(
 async def test_pushes_are_drained_in_batches_until_the_inbox_is_empty(
     db: Db, worker_settings: Settings, shop: Shop
 ) -> None:
-    placed = [await shop.place_order(1) for _ in range(5)]
-    for order_id in placed:
-        await push(db, shop, order_id)
+    await pushed_orders(db, shop, 5)
 
     report = await drainer(db, worker_settings, shop, batch_size=2).drain(shop.connection.id)
 
@@ -285,17 +299,13 @@ async def test_an_event_kept_without_its_order_numbers_is_read_again_from_its_si
 
 def sliced(db: Db, settings: Settings, shop: Shop) -> InboxDrainer:
     """A drain that looks whether other jobs wait after every batch (of two events)."""
-    return InboxDrainer(
-        db, settings, channels=load(), http=shop.http, owner="drain-test", batch_size=2, slice_seconds=0
-    )
+    return drainer(db, settings, shop, batch_size=2, slice_seconds=0)
 
 
 async def test_a_drain_hands_its_slot_on_to_a_job_waiting_with_the_rest_of_the_inbox_left_for_its_next_turn(
     db: Db, worker_settings: Settings, shop: Shop
 ) -> None:
-    placed = [await shop.place_order(1) for _ in range(5)]
-    for order_id in placed:
-        await push(db, shop, order_id)
+    await pushed_orders(db, shop, 5)
     async with transaction(db) as session:
         await enqueue(session, SYNC_KIND, {"connection_id": str(uuid.uuid4())})  # due, no slot free for it
 
@@ -313,9 +323,7 @@ async def test_a_drain_goes_on_past_its_slice_to_the_end_of_the_inbox_while_no_j
         return False
 
     monkeypatch.setattr(InboxDrainer, "_others_waiting", slots_free)
-    placed = [await shop.place_order(1) for _ in range(5)]
-    for order_id in placed:
-        await push(db, shop, order_id)
+    await pushed_orders(db, shop, 5)
 
     report = await sliced(db, worker_settings, shop).drain(shop.connection.id)
 

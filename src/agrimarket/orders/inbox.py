@@ -65,7 +65,7 @@ from agrimarket.models import ChannelConnection, utcnow
 from agrimarket.observability import get_logger
 from agrimarket.orders.repository import OrderRepository, PendingEvent
 from agrimarket.orders.service import OrderService
-from agrimarket.worker import NewJob, RetryLater, enqueue, enqueue_last, enqueue_many, per_connection_jobs
+from agrimarket.worker import RetryLater, enqueue, enqueue_last, enqueue_many, per_connection_jobs
 from agrimarket.worker.repository import JobRepository
 
 log = get_logger(__name__)
@@ -134,16 +134,8 @@ async def drain_next_turn(
     now (a sync run waiting for a slot among them)."""
     async with transaction(sessionmaker) as session:
         await JobRepository(session).let_go_key(job_id, drain_running_key(connection_id))
-        await enqueue_last(
-            session,
-            NewJob(
-                DRAIN_KIND,
-                {"connection_id": str(connection_id)},
-                dedupe_key=drain_dedupe_key(connection_id),
-                dedupe_while_running=False,
-                organization_id=organization_id,
-            ),
-        )
+        [job] = per_connection_jobs(DRAIN_KIND, {connection_id: organization_id}, dedupe_key=drain_dedupe_key)
+        await enqueue_last(session, job)
 
 
 async def request_drain(session: AsyncSession, connection_id: uuid.UUID, organization_id: uuid.UUID) -> None:

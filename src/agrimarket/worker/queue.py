@@ -43,7 +43,7 @@ class NewJob:
 
 def per_connection_jobs(
     kind: str,
-    connections: Mapping[uuid.UUID, uuid.UUID],
+    connections: Mapping[uuid.UUID, uuid.UUID | None],
     *,
     dedupe_key: Callable[[uuid.UUID], str],
     max_attempts: int = DEFAULT_MAX_ATTEMPTS,
