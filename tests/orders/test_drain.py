@@ -41,9 +41,8 @@ async def shop(request: pytest.FixtureRequest, db: Db, worker_settings: Settings
         yield opened
 
 
-def drainer(
-    db: Db, settings: Settings, shop: Shop, batch_size: int = 200, slice_seconds: float | None = None
-) -> InboxDrainer:
+def drainer(db: Db, settings: Settings, shop: Shop, batch_size: int = 200, slice_seconds: float = 60) -> InboxDrainer:
+    """A drain as the worker makes one; by default its turn never ends within a test (turn-taking is tested apart)."""
     return InboxDrainer(
         db,
         settings,
@@ -231,7 +230,9 @@ async def test_two_drains_of_one_shop_at_once_fetch_every_order_once_and_lose_no
         http=shop.http,
         storage=storage_for(worker_settings.media_storage_url, worker_settings.data_dir),
     )
-    with use_runtime(runtime):
+    # Each drain runs to the end of the inbox here (the syncs its ingest queues would otherwise end its turn: the
+    # sandbox answers slowly), so the key's holder is known at every step.
+    with use_runtime(runtime), patch("agrimarket.orders.inbox.SLICE_SECONDS", 60):
         running = asyncio.create_task(drain_inbox(first, payload))
         while (holder := await _drain_holder(db, shop)) is None and not running.done():  # noqa: ASYNC110
             await asyncio.sleep(0.002)

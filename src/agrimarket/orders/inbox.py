@@ -5,7 +5,7 @@ enqueues ``orders.drain_inbox`` for the shop (:func:`request_drain`). The drain 
 oldest first, ``batch_size`` at a time; for each batch it re-fetches every order the order events name with **one**
 ``get_orders`` call (the adapter splits it into the platform's own batch size), outside any transaction, then
 ingests what came back ``chunk_size`` events at a time, each chunk in a short write transaction of its own that
-also marks its events handled (so pushes are stored in between). It loops until the inbox is empty.
+also marks its events handled (so pushes are stored in between). It loops until the inbox is empty, or its turn ends.
 
 A drain takes turns with the worker's other jobs: every ``SLICE_SECONDS`` with events still coming it looks whether
 other jobs are due and waiting for a slot, and if so ends after its current batch and queues the shop's next drain
@@ -130,8 +130,8 @@ async def drain_next_turn(
     organization_id: uuid.UUID | None,
     job_id: uuid.UUID,
 ) -> None:
-    """A drain that used up its slice: let go of the shop's key and queue the shop's next drain behind the jobs due
-    now (a sync run waiting for a slot among them)."""
+    """A drain that ends its turn with other jobs waiting for a slot: let go of the shop's key and queue the shop's
+    next drain behind the jobs due now (a sync run among them)."""
     async with transaction(sessionmaker) as session:
         await JobRepository(session).let_go_key(job_id, drain_running_key(connection_id))
         [job] = per_connection_jobs(DRAIN_KIND, {connection_id: organization_id}, dedupe_key=drain_dedupe_key)
@@ -157,7 +157,7 @@ class DrainReport:
     orders_ingested: int = 0
     orders_missing: int = 0
     unreadable: int = 0
-    handed_on: bool = False  # its slice used up with events perhaps left: the shop's next drain is to be queued
+    handed_on: bool = False  # its turn ended with other jobs waiting: the shop's next drain is to be queued
 
 
 class InboxDrainer:
