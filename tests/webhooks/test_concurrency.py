@@ -5,12 +5,17 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
+from collections.abc import Callable
 
 import httpx
+import pytest
 from fastapi import FastAPI
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from agrimarket.db import make_sessionmaker
+from agrimarket.db import make_sessionmaker, transaction
+from agrimarket.sync.runtime import runtime
+from agrimarket.webhooks.intake import PushIntake
 from tests.webhooks.conftest import Shop, connect_shop, events_of, jobs_of
 
 
@@ -85,3 +90,124 @@ async def test_pushes_arriving_together_are_kept_in_fewer_transactions_each_with
     assert len(await jobs_of(db)) == 1
     intake = committing_app.state.push_intake
     assert 1 <= intake.batches < len(sent)  # shared: fewer transactions than pushes
+
+
+async def test_pushes_arriving_while_the_writer_is_busy_go_in_one_transaction_once_it_is_free(
+    engine: AsyncEngine, committing_app: FastAPI, committing_client: httpx.AsyncClient
+) -> None:
+    """SQLite has one writer: while another transaction (a drain's) holds it, the first push waits for it, and the
+    pushes that arrive meanwhile are taken with it once it is free, not one transaction later."""
+    if engine.dialect.name != "sqlite":
+        pytest.skip("SQLite's one writer connection; PostgreSQL's pushes each find a connection of their own")
+    db = make_sessionmaker(engine)
+    shop = await _shop(engine, committing_app, "lazada")
+
+    def body(i: int) -> bytes:
+        data = {"trade_order_id": f"{8_000 + i}", "order_status": "pending", "status_update_time": i}
+        return json.dumps({"seller_id": shop.shop_id, "message_type": 0, "data": data}).encode()
+
+    first = await committing_client.post(shop.url, content=body(99), headers=shop.sign(body(99)))
+    assert first.status_code == 200
+    intake = committing_app.state.push_intake
+
+    async with transaction(db) as busy:
+        await busy.execute(text("SELECT 1"))  # the writer connection is this transaction's until it ends
+        before = intake.batches
+        sending = [
+            asyncio.create_task(committing_client.post(shop.url, content=body(i), headers=shop.sign(body(i))))
+            for i in range(12)
+        ]
+        for _ in range(500):
+            if intake.queued == 12:
+                break
+            await asyncio.sleep(0.01)
+        assert intake.queued == 12  # all of them waiting: the leader for the writer, the rest for the leader
+
+    answers = await asyncio.gather(*sending)
+
+    assert {a.status_code for a in answers} == {200}
+    assert intake.batches == before + 1
+    assert len(await events_of(db, shop.connection.id)) == 13
+
+
+async def _until(condition: Callable[[], bool]) -> None:
+    for _ in range(1000):
+        if condition():
+            return
+        await asyncio.sleep(0.005)
+    raise AssertionError("never came to pass")
+
+
+def _lazada_bodies(shop: Shop) -> Callable[[int], bytes]:
+    def body(i: int) -> bytes:
+        data = {"trade_order_id": f"{6_000 + i}", "order_status": "pending", "status_update_time": i}
+        return json.dumps({"seller_id": shop.shop_id, "message_type": 0, "data": data}).encode()
+
+    return body
+
+
+async def test_a_leader_waits_for_a_push_still_being_read_and_takes_it_in_its_transaction(
+    engine: AsyncEngine, committing_app: FastAPI, committing_client: httpx.AsyncClient
+) -> None:
+    """Group commit with a linger: the first push holds the write connection and waits while another push's body
+    is being read; once that one is queued, both go in one transaction, long before the linger's limit."""
+    db = make_sessionmaker(engine)
+    shop = await _shop(engine, committing_app, "lazada")
+    body = _lazada_bodies(shop)
+    settings = committing_app.state.settings
+    intake = committing_app.state.push_intake = PushIntake(settings, runtime(settings).http, linger_seconds=30)
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+
+    with intake.expecting():  # a push on its way: its body being read
+        first = asyncio.create_task(committing_client.post(shop.url, content=body(1), headers=shop.sign(body(1))))
+        await _until(lambda: intake.queued == 1)
+        await asyncio.sleep(0.05)
+        assert not first.done()  # the leader lingers for it
+        assert intake.batches == 0
+        second = asyncio.create_task(committing_client.post(shop.url, content=body(2), headers=shop.sign(body(2))))
+        await _until(lambda: intake.queued == 2)
+    answers = await asyncio.gather(first, second)
+
+    assert [a.status_code for a in answers] == [200, 200]
+    assert intake.batches == 1
+    assert loop.time() - started < 10  # woken by the arrivals, not by the limit
+    assert len(await events_of(db, shop.connection.id)) == 2
+
+
+async def test_a_leader_lingers_no_longer_than_its_limit_for_a_push_that_never_comes(
+    engine: AsyncEngine, committing_app: FastAPI, committing_client: httpx.AsyncClient
+) -> None:
+    db = make_sessionmaker(engine)
+    shop = await _shop(engine, committing_app, "lazada")
+    body = _lazada_bodies(shop)
+    settings = committing_app.state.settings
+    intake = committing_app.state.push_intake = PushIntake(settings, runtime(settings).http, linger_seconds=0.2)
+    loop = asyncio.get_running_loop()
+
+    with intake.expecting():  # announced, never submitted
+        started = loop.time()
+        answer = await committing_client.post(shop.url, content=body(1), headers=shop.sign(body(1)))
+        waited = loop.time() - started
+
+    assert answer.status_code == 200
+    assert intake.batches == 1
+    assert 0.2 <= waited < 5
+    assert len(await events_of(db, shop.connection.id)) == 1
+
+
+async def test_a_push_alone_is_kept_without_lingering(
+    engine: AsyncEngine, committing_app: FastAPI, committing_client: httpx.AsyncClient
+) -> None:
+    shop = await _shop(engine, committing_app, "lazada")
+    body = _lazada_bodies(shop)
+    settings = committing_app.state.settings
+    intake = committing_app.state.push_intake = PushIntake(settings, runtime(settings).http, linger_seconds=30)
+    loop = asyncio.get_running_loop()
+
+    started = loop.time()
+    answer = await committing_client.post(shop.url, content=body(1), headers=shop.sign(body(1)))
+
+    assert answer.status_code == 200
+    assert intake.batches == 1
+    assert loop.time() - started < 10  # nothing else being read: no wait for company

@@ -10,9 +10,9 @@ job notices the expiry first.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import timedelta
-from typing import TypeVar
+from typing import Any, Protocol, TypeVar
 
 import httpx
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -34,11 +34,29 @@ WEBHOOK_PATH = "/webhooks/{channel}/{connection_id}"
 REFRESH_LEASE = timedelta(seconds=30)
 
 
+class ShopRecord(Protocol):
+    """What an adapter is made of: a stored connection, or the few columns of it a push batch reads
+    (:class:`agrimarket.webhooks.repository.PushTarget`)."""
+
+    @property
+    def id(self) -> uuid.UUID: ...
+    @property
+    def organization_id(self) -> uuid.UUID: ...
+    @property
+    def channel(self) -> str: ...
+    @property
+    def external_shop_id(self) -> str | None: ...
+    @property
+    def credentials_encrypted(self) -> bytes | None: ...
+    @property
+    def settings(self) -> Mapping[str, Any]: ...
+
+
 def webhook_path(channel: str, connection_id: uuid.UUID) -> str:
     return WEBHOOK_PATH.format(channel=channel, connection_id=connection_id)
 
 
-def callback_url(settings: Settings, connection: ChannelConnection) -> str | None:
+def callback_url(settings: Settings, connection: ShopRecord) -> str | None:
     """Where the marketplace sends this shop's pushes (register it in the marketplace's console). Shopee signs it
     as part of each push, so it is built from the configured public address, never from a request's Host header."""
     base = settings.public_url
@@ -46,7 +64,7 @@ def callback_url(settings: Settings, connection: ChannelConnection) -> str | Non
 
 
 def adapter_for(
-    connection: ChannelConnection,
+    connection: ShopRecord,
     plugin: ChannelPlugin,
     cipher: CredentialCipher,
     http: httpx.AsyncClient,

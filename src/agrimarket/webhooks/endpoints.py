@@ -92,8 +92,10 @@ async def receive_push(request: Request) -> Response:
     connection_id = str(request.path_params["connection_id"])
     registry = await get_channels(request)
     label = channel if channel in registry else "unknown"  # the metric's labels stay a closed set
+    intake = push_intake(request)
     try:
-        body = await read_body(request)
+        with intake.expecting():
+            body = await read_body(request)
         try:
             found_id = uuid.UUID(connection_id)
         except ValueError:
@@ -101,7 +103,7 @@ async def receive_push(request: Request) -> Response:
         if channel not in registry:
             raise NotFound("No connected shop receives pushes here.")
         plugin = registry.get(channel)
-        kept = await push_intake(request).submit(
+        kept = await intake.submit(
             RawPush(channel, found_id, request.headers, body), plugin, request.app.state.sessionmaker
         )
     except AgriMarketError as error:

@@ -18,15 +18,15 @@ import httpx
 from agrimarket.accounts.permissions import Access
 from agrimarket.channels.base import ChannelAdapter, ChannelPlugin, Feature, WebhookEvent
 from agrimarket.channels.errors import AuthExpired, InvalidSignature, MalformedEvent
-from agrimarket.channels.shop import adapter_for, callback_url
+from agrimarket.channels.shop import ShopRecord, adapter_for, callback_url
 from agrimarket.config import Settings
 from agrimarket.errors import AgriMarketError, Conflict, NotFound
 from agrimarket.kit.crypto import CredentialCipher
 from agrimarket.kit.pagination import Cursor
-from agrimarket.models import ChannelConnection, ConnectionStatus, Role, utcnow
+from agrimarket.models import ConnectionStatus, Role, utcnow
 from agrimarket.observability import counter
 from agrimarket.orders.inbox import request_drain, request_drains
-from agrimarket.webhooks.repository import InboxRepository, InboxRow
+from agrimarket.webhooks.repository import InboxRepository, InboxRow, PushTarget
 from agrimarket.webhooks.schemas import InboxStatus
 
 # Marketplace pushes are a few hundred bytes; anything near this is not a push.
@@ -81,30 +81,15 @@ class VerifiedPush:
     body: bytes
 
 
-def receivable(connection: ChannelConnection | None, channel: str) -> ChannelConnection:
-    """The connection a push to ``/webhooks/{channel}/{id}`` is for; a disconnected shop's pushes have no home."""
-    if connection is None or connection.channel != channel or connection.status is ConnectionStatus.disconnected:
+def receivable(target: PushTarget | None, channel: str) -> PushTarget:
+    """The shop a push to ``/webhooks/{channel}/{id}`` is for; a disconnected shop's pushes have no home."""
+    if target is None or target.channel != channel or target.status is ConnectionStatus.disconnected:
         raise NotFound("No connected shop receives pushes here.")
-    return connection
-
-
-def verify_push(
-    connection: ChannelConnection,
-    plugin: ChannelPlugin,
-    *,
-    settings: Settings,
-    http: httpx.AsyncClient,
-    headers: Mapping[str, str],
-    body: bytes,
-) -> VerifiedPush:
-    """Verify the signature over the raw body, in constant time (the adapter's HMAC compare), and read the push.
-    See :func:`push_adapter` and :func:`read_push`."""
-    adapter = push_adapter(connection, plugin, settings=settings, http=http)
-    return read_push(connection, adapter, settings=settings, headers=headers, body=body)
+    return target
 
 
 def push_adapter(
-    connection: ChannelConnection, plugin: ChannelPlugin, *, settings: Settings, http: httpx.AsyncClient
+    connection: ShopRecord, plugin: ChannelPlugin, *, settings: Settings, http: httpx.AsyncClient
 ) -> ChannelAdapter:
     """The shop's adapter, to verify its pushes with. Raises NotFound where the channel sends no pushes or the shop
     has no readable secret to verify with."""
@@ -117,7 +102,7 @@ def push_adapter(
 
 
 def read_push(
-    connection: ChannelConnection,
+    connection: ShopRecord,
     adapter: ChannelAdapter,
     *,
     settings: Settings,
