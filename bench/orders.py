@@ -81,6 +81,7 @@ from typing import Any
 
 import httpx
 import uvicorn
+from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import and_, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.applications import Starlette
@@ -349,6 +350,20 @@ class Deployment:
             fields = Path(f"/proc/{process.pid}/stat").read_text().rsplit(")", 1)[1].split()
             total += (int(fields[11]) + int(fields[12])) / tick  # utime, stime (fields 14 and 15 of stat)
         return total
+
+    async def push_batches(self) -> tuple[float, float]:
+        """(intake transactions, pushes in them) so far, from the server's ``/metrics`` (summed over processes)."""
+        async with httpx.AsyncClient(timeout=30) as client:
+            response = await client.get(f"{self.url}/metrics")
+        response.raise_for_status()
+        found = {"count": 0.0, "sum": 0.0}
+        for family in text_string_to_metric_families(response.text):
+            if family.name == "agrimarket_webhook_push_batch_size":
+                for sample in family.samples:
+                    kind = sample.name.rsplit("_", 1)[-1]
+                    if kind in found:
+                        found[kind] += sample.value
+        return found["count"], found["sum"]
 
     def log_marks(self) -> dict[Path, int]:
         return {path: path.stat().st_size for path in self.current.values()}
@@ -779,11 +794,13 @@ async def measure_throughput(
     marks = deployment.log_marks()
     markets = {id(shop.sandbox.market): shop.sandbox.market for shop in every_shop}
     calls_before = {key: len(market.calls) for key, market in markets.items()}
+    batches = await deployment.push_batches()
     cpu = deployment.cpu_seconds()
     wall, started, acked = await blast(deployment, pushes, senders)
     done = await settle(engine, before + len(pushes), within, jobs=False)
     synced = await settle(engine, before + len(pushes), within)
     cpu = deployment.cpu_seconds() - cpu
+    transactions, batched = (now - then for now, then in zip(await deployment.push_batches(), batches, strict=True))
     calls = Counter(c.op for key, market in markets.items() for c in market.calls[calls_before[key] :])
     logged = deployment.log_events(marks)
     drains = [e for e in logged if e.get("event") == "inbox_drained"]
@@ -811,6 +828,9 @@ async def measure_throughput(
         "syncs_settled_s": round(synced - started, 2),
         # AgriMarket's processes' CPU time from the first send until the syncs settled, per event.
         "server_cpu_ms_per_event": round(cpu * 1000 / len(pushes), 2),
+        # The intake's group commit: how many pushes shared a write transaction.
+        "push_transactions": int(transactions),
+        "pushes_per_transaction": round(batched / transactions, 2) if transactions else None,
         # From the server's own log lines: how often each event was drained (1.0: once), and the work around it.
         "drain_runs": len(drains),
         "drain_event_handlings_per_event": round(handlings / len(pushes), 2),
@@ -826,13 +846,17 @@ async def measure_throughput(
 
 
 async def measure_insert_only(deployment: Deployment, pushes: Sequence[Push], senders: int) -> dict[str, Any]:
+    batches = await deployment.push_batches()
     cpu = deployment.cpu_seconds()
     _wall, started, acked = await blast(deployment, pushes, senders)
     cpu = deployment.cpu_seconds() - cpu
+    transactions, batched = (now - then for now, then in zip(await deployment.push_batches(), batches, strict=True))
     return {
         "events": len(pushes),
         "acked_per_s": round(len(pushes) / (acked - started), 1),
         "server_cpu_ms_per_event": round(cpu * 1000 / len(pushes), 2),
+        "push_transactions": int(transactions),
+        "pushes_per_transaction": round(batched / transactions, 2) if transactions else None,
     }
 
 
@@ -1034,7 +1058,9 @@ def report(result: Mapping[str, Any]) -> None:
         )
         print(
             f"  server CPU per event: {t['server_cpu_ms_per_event']} ms handled and synced, "
-            f"{i['server_cpu_ms_per_event']} ms inbox insert alone"
+            f"{i['server_cpu_ms_per_event']} ms inbox insert alone; pushes per intake transaction "
+            f"{t['pushes_per_transaction']} ({t['push_transactions']} transactions), alone "
+            f"{i['pushes_per_transaction']} ({i['push_transactions']})"
         )
         print(
             f"  backlog of {b['events']} events drained by the worker alone: {b['events_per_s']} events/s "
