@@ -23,7 +23,7 @@ from agrimarket.db import transaction
 from agrimarket.inventory.repository import InventoryRepository
 from agrimarket.inventory.service import InventoryService
 from agrimarket.kit.crypto import CredentialCipher
-from agrimarket.models import ConnectionStatus, Job, Listing, ListingStatus, Rendition
+from agrimarket.models import ConnectionStatus, Job, Listing, ListingStatus, Rendition, utcnow
 from agrimarket.sync.engine import chunks
 from agrimarket.sync.repository import SyncRepository
 from agrimarket.worker import RetryLater
@@ -167,14 +167,29 @@ async def test_recording_a_push_never_claims_a_version_bumped_meanwhile(db: Db, 
     [row] = await listings(db, connection.id)
     await farm.set_stock(farm.products[product][0], 3)  # desired 1 → 2 while "version 1" was being pushed
 
-    async with transaction(db) as session:
-        written = await SyncRepository(session).record(row.id, 1, done=True, values={"pushed_state": {"stock": 10}})
+    async def record(stock: int) -> bool:
+        async with transaction(db) as session:
+            return await SyncRepository(session).record(
+                row.id,
+                1,
+                done=True,
+                pushed_state={"stock": stock},
+                status=ListingStatus.live,
+                channel_message=None,
+                external_item_id=row.external_item_id,
+                external_sku_id=row.external_sku_id,
+                pushed_at=utcnow(),
+            )
+
+    written = await record(10)
     [after] = await listings(db, connection.id)
     assert written
     assert (after.desired_version, after.pushed_version) == (2, 1)
-    async with transaction(db) as session:
-        stale = await SyncRepository(session).record(row.id, 1, done=True, values={"pushed_state": {"stock": 99}})
-    assert not stale, "a second record of the same version (a run that lost its lease) changes nothing"
+    assert after.pushed_state == {"stock": 10}
+    assert after.status is ListingStatus.live
+    assert not await record(99), "a second record of the same version (a run that lost its lease) changes nothing"
+    [unchanged] = await listings(db, connection.id)
+    assert unchanged.pushed_state == {"stock": 10}
 
 
 async def test_stock_goes_out_in_batches_of_the_channels_declared_maximum(db: Db, sync_settings: Settings) -> None:

@@ -714,8 +714,9 @@ class _Run:
                 raise LeaseLost
             # In listing id order, as every writer of several listings locks them (see ``lock_listings``).
             for row in sorted(rows, key=lambda r: r.listing_id):
-                values = {**row.values(), "pushed_at": now}
-                written = await repo.record(row.listing_id, row.read_version, done=row.done, values=values)
+                written = await repo.record(
+                    row.listing_id, row.read_version, done=row.done, pushed_at=now, **row.values()
+                )
                 self.report.recorded += int(written and row.done)
 
 

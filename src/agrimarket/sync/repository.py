@@ -7,19 +7,47 @@ from collections.abc import Collection, Sequence
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import CursorResult, and_, func, or_, select, true, update
+from sqlalchemy import CursorResult, bindparam, func, or_, select, true, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql import Executable
 
+from agrimarket.db import table_of
 from agrimarket.models import ChannelConnection, ConnectionStatus, Listing, ListingStatus, Product
+
+# The compare-and-sets every batch of a run makes, built once on the tables: an ORM-enabled UPDATE built for each
+# call cost five times as much (measured on SQLite: 330 µs a statement against 65).
+_SHOPS = table_of(ChannelConnection)
+_RENEW = (
+    update(_SHOPS)
+    .where(
+        _SHOPS.c.id == bindparam("connection_id"),
+        _SHOPS.c.sync_lease_owner == bindparam("owner"),
+        _SHOPS.c.sync_lease_expires_at >= bindparam("now"),
+    )
+    .values(sync_lease_expires_at=bindparam("until"), rate_next_at=bindparam("next_at"))
+)
+_LISTINGS = table_of(Listing)
+_RECORD = (
+    update(_LISTINGS)
+    .where(_LISTINGS.c.id == bindparam("listing_id"), _LISTINGS.c.pushed_version < bindparam("read_version"))
+    .values(
+        pushed_state=bindparam("state"),
+        status=bindparam("listing_status"),
+        channel_message=bindparam("message"),
+        external_item_id=bindparam("item_id"),
+        external_sku_id=bindparam("sku_id"),
+        pushed_at=bindparam("at"),
+    )
+)
+_RECORD_DONE = _RECORD.values(pushed_version=bindparam("read_version"), attempts=0)
 
 
 class SyncRepository:
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
 
-    async def _changed(self, statement: Executable) -> int:
-        result = cast(CursorResult[Any], await self.session.execute(statement))
+    async def _changed(self, statement: Executable, parameters: dict[str, Any] | None = None) -> int:
+        result = cast(CursorResult[Any], await self.session.execute(statement, parameters))
         return int(result.rowcount or 0)
 
     # -- the lease ----------------------------------------------------------------------------------------------
@@ -47,19 +75,8 @@ class SyncRepository:
         self, connection_id: uuid.UUID, owner: str, now: datetime, until: datetime, rate_next_at: datetime | None
     ) -> bool:
         """Extend our lease (and save the rate limiter's state); False when it lapsed and another took it."""
-        return (
-            await self._changed(
-                update(ChannelConnection)
-                .where(
-                    ChannelConnection.id == connection_id,
-                    ChannelConnection.sync_lease_owner == owner,
-                    ChannelConnection.sync_lease_expires_at >= now,
-                )
-                .values(sync_lease_expires_at=until, rate_next_at=rate_next_at)
-                .execution_options(synchronize_session=False)
-            )
-            == 1
-        )
+        parameters = {"connection_id": connection_id, "owner": owner, "now": now, "until": until}
+        return await self._changed(_RENEW, {**parameters, "next_at": rate_next_at}) == 1
 
     async def release_lease(self, connection_id: uuid.UUID, owner: str, **values: Any) -> bool:
         """Give the lease back, writing the run's outcome (rate state, circuit, errors) with it."""
@@ -153,21 +170,34 @@ class SyncRepository:
     def add(self, *objects: object) -> None:
         self.session.add_all(objects)
 
-    async def record(self, listing_id: uuid.UUID, read_version: int, *, done: bool, values: dict[str, Any]) -> bool:
+    async def record(
+        self,
+        listing_id: uuid.UUID,
+        read_version: int,
+        *,
+        done: bool,
+        pushed_state: dict[str, Any],
+        status: ListingStatus,
+        channel_message: str | None,
+        external_item_id: str | None,
+        external_sku_id: str | None,
+        pushed_at: datetime,
+    ) -> bool:
         """Write what was pushed. ``done``: everything version ``read_version`` needed is on the channel, so
-        ``pushed_version`` becomes it, by compare-and-set: a newer version bumped during the push stays dirty
-        and is pushed again. A row another run already recorded at or past this version is left alone."""
-        if done:
-            values = {**values, "pushed_version": read_version, "attempts": 0}
-        return (
-            await self._changed(
-                update(Listing)
-                .where(and_(Listing.id == listing_id, Listing.pushed_version < read_version))
-                .values(**values)
-                .execution_options(synchronize_session=False)
-            )
-            == 1
-        )
+        ``pushed_version`` becomes it (and the attempts start again), by compare-and-set: a newer version bumped
+        during the push stays dirty and is pushed again. A row another run already recorded at or past this version
+        is left alone."""
+        parameters = {
+            "listing_id": listing_id,
+            "read_version": read_version,
+            "state": pushed_state,
+            "listing_status": status,
+            "message": channel_message,
+            "item_id": external_item_id,
+            "sku_id": external_sku_id,
+            "at": pushed_at,
+        }
+        return await self._changed(_RECORD_DONE if done else _RECORD, parameters) == 1
 
     # -- drift --------------------------------------------------------------------------------------------------
 
