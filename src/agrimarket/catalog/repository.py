@@ -8,13 +8,20 @@ from collections.abc import Sequence
 from datetime import date
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import bindparam, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from agrimarket.inventory.repository import keyset, like_pattern
 from agrimarket.kit.pagination import Cursor
 from agrimarket.models import Category, Certification, Product, ProductStatus, Variant
+
+# Every sync run's read of the products it plans, built once: building a statement cost about as much as running it.
+_VARIANTS_OF_PRODUCTS = (
+    select(Variant)
+    .where(Variant.product_id.in_(bindparam("product_ids", expanding=True)))
+    .order_by(Variant.position, Variant.created_at, Variant.id)
+)
 
 
 class CatalogRepository:
@@ -31,11 +38,7 @@ class CatalogRepository:
     async def variants(self, product_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, list[Variant]]:
         found: dict[uuid.UUID, list[Variant]] = defaultdict(list)
         if product_ids:
-            result = await self.session.execute(
-                select(Variant)
-                .where(Variant.product_id.in_(product_ids))
-                .order_by(Variant.position, Variant.created_at, Variant.id)
-            )
+            result = await self.session.execute(_VARIANTS_OF_PRODUCTS, {"product_ids": list(product_ids)})
             for variant in result.scalars():
                 found[variant.product_id].append(variant)
         return found

@@ -73,6 +73,7 @@ _LEVELS = (
     .execution_options(populate_existing=True)
 )
 _LEVELS_FOR_UPDATE = _LEVELS.with_for_update()
+_LEVELS_OF = select(StockLevel).where(StockLevel.variant_id.in_(bindparam("ids", expanding=True)))
 _MOVEMENTS_BY_REFERENCE = select(StockMovement).where(
     StockMovement.reference.in_(bindparam("references", expanding=True))
 )
@@ -182,7 +183,7 @@ class InventoryRepository:
             return {}
         if self._batch is not None and all(v in self._batch.levels for v in variant_ids):
             return {v: self._batch.levels[v] for v in variant_ids}
-        result = await self.session.execute(select(StockLevel).where(StockLevel.variant_id.in_(variant_ids)))
+        result = await self.session.execute(_LEVELS_OF, {"ids": list(variant_ids)})
         return {level.variant_id: level for level in result.scalars()}
 
     async def movement_by_reference(self, reference: str) -> StockMovement | None:

@@ -5,10 +5,20 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import bindparam, delete, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from agrimarket.models import MediaAsset, Rendition, Variant
+
+# Every sync run's reads of the products it plans, built once: building a statement cost about as much as running it.
+_ASSETS_OF_PRODUCTS = (
+    select(MediaAsset)
+    .where(MediaAsset.product_id.in_(bindparam("product_ids", expanding=True)))
+    .order_by(MediaAsset.position, MediaAsset.created_at, MediaAsset.id)
+)
+_RENDITIONS = (
+    select(Rendition).where(Rendition.asset_id.in_(bindparam("asset_ids", expanding=True))).order_by(Rendition.purpose)
+)
 
 
 class MediaRepository:
@@ -45,11 +55,7 @@ class MediaRepository:
         found: dict[uuid.UUID, list[MediaAsset]] = {product_id: [] for product_id in product_ids}
         if not product_ids:
             return found
-        result = await self.session.execute(
-            select(MediaAsset)
-            .where(MediaAsset.product_id.in_(product_ids))
-            .order_by(MediaAsset.position, MediaAsset.created_at, MediaAsset.id)
-        )
+        result = await self.session.execute(_ASSETS_OF_PRODUCTS, {"product_ids": list(product_ids)})
         for asset in result.scalars():
             if asset.product_id is not None:
                 found[asset.product_id].append(asset)
@@ -95,9 +101,7 @@ class MediaRepository:
         found: dict[uuid.UUID, list[Rendition]] = {asset_id: [] for asset_id in asset_ids}
         if not asset_ids:
             return found
-        result = await self.session.execute(
-            select(Rendition).where(Rendition.asset_id.in_(asset_ids)).order_by(Rendition.purpose)
-        )
+        result = await self.session.execute(_RENDITIONS, {"asset_ids": list(asset_ids)})
         for rendition in result.scalars():
             found[rendition.asset_id].append(rendition)
         return found

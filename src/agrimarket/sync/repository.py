@@ -40,6 +40,17 @@ _RECORD = (
     )
 )
 _RECORD_DONE = _RECORD.values(pushed_version=bindparam("read_version"), attempts=0)
+# A run's reads of the products it plans, built once too.
+_PLANNED_LISTINGS = (
+    select(Listing)
+    .where(
+        Listing.connection_id == bindparam("connection_id"),
+        Listing.product_id.in_(bindparam("product_ids", expanding=True)),
+    )
+    .order_by(Listing.product_id, Listing.created_at, Listing.id)
+    .execution_options(populate_existing=True)
+)
+_PRODUCTS = select(Product).where(Product.id.in_(bindparam("product_ids", expanding=True)))
 
 
 class SyncRepository:
@@ -155,16 +166,11 @@ class SyncRepository:
         )
 
     async def listings(self, connection_id: uuid.UUID, product_ids: Sequence[uuid.UUID]) -> list[Listing]:
-        result = await self.session.execute(
-            select(Listing)
-            .where(Listing.connection_id == connection_id, Listing.product_id.in_(list(product_ids)))
-            .order_by(Listing.product_id, Listing.created_at, Listing.id)
-            .execution_options(populate_existing=True)
-        )
-        return list(result.scalars())
+        parameters = {"connection_id": connection_id, "product_ids": list(product_ids)}
+        return list((await self.session.execute(_PLANNED_LISTINGS, parameters)).scalars())
 
     async def products(self, product_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, Product]:
-        result = await self.session.execute(select(Product).where(Product.id.in_(list(product_ids))))
+        result = await self.session.execute(_PRODUCTS, {"product_ids": list(product_ids)})
         return {product.id: product for product in result.scalars()}
 
     def add(self, *objects: object) -> None:

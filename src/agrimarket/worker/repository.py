@@ -8,14 +8,46 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import ColumnElement, CursorResult, and_, case, delete, func, or_, select, update
+from sqlalchemy import CursorResult, Update, and_, bindparam, case, delete, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql import Executable
 
+from agrimarket.db import table_of
 from agrimarket.kit.pagination import Cursor
 from agrimarket.models import Job, JobStatus
 
 LEASE_EXPIRED_ERROR = "The worker running the last attempt stopped before it finished (its lease expired)."
+
+# A worker's writes to the jobs it runs, built once on the table: every job ends with one, and an ORM-enabled
+# UPDATE built for each call cost five times as much as one built once (330 against 65 µs on SQLite). Each is fenced
+# by (job, worker, attempt): a worker that lost its lease changes nothing.
+_JOBS = table_of(Job)
+_CLAIMED_BY_US = and_(
+    _JOBS.c.id == bindparam("job_id"),
+    _JOBS.c.status == JobStatus.running,
+    _JOBS.c.locked_by == bindparam("worker_id"),
+    _JOBS.c.attempts == bindparam("attempt"),
+)
+
+
+def _fenced(**values: Any) -> Update:
+    return update(_JOBS).where(_CLAIMED_BY_US).values(**values)
+
+
+_RENEW = _fenced(lease_expires_at=bindparam("until"))
+_ENDED = {"locked_by": None, "lease_expires_at": None}
+_COMPLETE = _fenced(status=JobStatus.done, finished_at=bindparam("now"), dedupe_key=None, **_ENDED)
+_RESCHEDULE = _fenced(status=JobStatus.queued, run_at=bindparam("due"), last_error=bindparam("error"), **_ENDED)
+_BURY = _fenced(
+    status=JobStatus.dead, finished_at=bindparam("now"), last_error=bindparam("error"), dedupe_key=None, **_ENDED
+)
+_RELEASE = _fenced(status=JobStatus.queued, run_at=bindparam("now"), attempts=_JOBS.c.attempts - 1, **_ENDED)
+_HOLD_KEY = _fenced(dedupe_key=bindparam("key"))
+_LET_GO_KEY = (
+    update(_JOBS)
+    .where(_JOBS.c.id == bindparam("job_id"), _JOBS.c.dedupe_key == bindparam("key"))
+    .values(dedupe_key=None)
+)
 
 
 @dataclass(frozen=True)
@@ -95,96 +127,40 @@ class JobRepository:
         await self.session.flush()
         return claimed
 
-    async def _update_claimed(self, job: ClaimedJob, worker_id: str, **values: Any) -> bool:
-        fence: list[ColumnElement[bool]] = [
-            Job.id == job.id,
-            Job.status == JobStatus.running,
-            Job.locked_by == worker_id,
-            Job.attempts == job.attempt,
-        ]
-        statement = update(Job).where(*fence).values(**values).execution_options(synchronize_session=False)
-        return await self._changed(statement) == 1
+    async def _update_claimed(self, statement: Update, job: ClaimedJob, worker_id: str, **values: Any) -> bool:
+        parameters = {"job_id": job.id, "worker_id": worker_id, "attempt": job.attempt, **values}
+        return await self._changed(statement, parameters) == 1
 
-    async def _changed(self, statement: Executable) -> int:
-        result = cast(CursorResult[Any], await self.session.execute(statement))
+    async def _changed(self, statement: Executable, parameters: dict[str, Any] | None = None) -> int:
+        result = cast(CursorResult[Any], await self.session.execute(statement, parameters))
         return int(result.rowcount or 0)
 
     async def renew_lease(self, job: ClaimedJob, worker_id: str, until: datetime) -> bool:
-        return await self._update_claimed(job, worker_id, lease_expires_at=until)
+        return await self._update_claimed(_RENEW, job, worker_id, until=until)
 
     async def complete(self, job: ClaimedJob, worker_id: str, now: datetime) -> bool:
-        return await self._update_claimed(
-            job,
-            worker_id,
-            status=JobStatus.done,
-            finished_at=now,
-            dedupe_key=None,
-            locked_by=None,
-            lease_expires_at=None,
-        )
+        return await self._update_claimed(_COMPLETE, job, worker_id, now=now)
 
     async def reschedule(self, job: ClaimedJob, worker_id: str, run_at: datetime, error: str) -> bool:
-        return await self._update_claimed(
-            job,
-            worker_id,
-            status=JobStatus.queued,
-            run_at=run_at,
-            last_error=error,
-            locked_by=None,
-            lease_expires_at=None,
-        )
+        return await self._update_claimed(_RESCHEDULE, job, worker_id, due=run_at, error=error)
 
     async def bury(self, job: ClaimedJob, worker_id: str, now: datetime, error: str) -> bool:
-        return await self._update_claimed(
-            job,
-            worker_id,
-            status=JobStatus.dead,
-            finished_at=now,
-            last_error=error,
-            dedupe_key=None,
-            locked_by=None,
-            lease_expires_at=None,
-        )
+        return await self._update_claimed(_BURY, job, worker_id, now=now, error=error)
 
     async def release(self, job: ClaimedJob, worker_id: str, now: datetime) -> bool:
         """Give an interrupted job back (graceful shutdown): due at once, and the interrupted run not counted."""
-        return await self._update_claimed(
-            job,
-            worker_id,
-            status=JobStatus.queued,
-            run_at=now,
-            attempts=Job.attempts - 1,
-            locked_by=None,
-            lease_expires_at=None,
-        )
+        return await self._update_claimed(_RELEASE, job, worker_id, now=now)
 
     async def hold_key(self, job_id: uuid.UUID, worker_id: str, attempt: int, key: str) -> bool:
         """Let a running job hold a second unique key (its ``dedupe_key``, free once it started): a mutex among
         running jobs, e.g. one drain per shop. False when another job holds it. Let go when the job ends (done,
         dead, or claimed again after its worker died) or by :meth:`let_go_key`. Raises ``IntegrityError`` on a
         taken key: call it in a transaction of its own."""
-        return (
-            await self._changed(
-                update(Job)
-                .where(
-                    Job.id == job_id,
-                    Job.status == JobStatus.running,
-                    Job.locked_by == worker_id,
-                    Job.attempts == attempt,
-                )
-                .values(dedupe_key=key)
-                .execution_options(synchronize_session=False)
-            )
-            == 1
-        )
+        parameters = {"job_id": job_id, "worker_id": worker_id, "attempt": attempt, "key": key}
+        return await self._changed(_HOLD_KEY, parameters) == 1
 
     async def let_go_key(self, job_id: uuid.UUID, key: str) -> None:
-        await self.session.execute(
-            update(Job)
-            .where(Job.id == job_id, Job.dedupe_key == key)
-            .values(dedupe_key=None)
-            .execution_options(synchronize_session=False)
-        )
+        await self.session.execute(_LET_GO_KEY, {"job_id": job_id, "key": key})
 
     async def others_due(self, now: datetime, besides: str) -> bool:
         """Whether a queued job is due, other than the one keyed ``besides``: work waiting for a worker's slot (a
