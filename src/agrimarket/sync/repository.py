@@ -26,7 +26,33 @@ _RENEW = (
     )
     .values(sync_lease_expires_at=bindparam("until"), rate_next_at=bindparam("next_at"))
 )
+_ACQUIRE = (
+    update(_SHOPS)
+    .where(
+        _SHOPS.c.id == bindparam("connection_id"),
+        or_(
+            _SHOPS.c.sync_lease_owner.is_(None),
+            _SHOPS.c.sync_lease_expires_at < bindparam("now"),
+            _SHOPS.c.sync_lease_owner == bindparam("owner"),
+        ),
+    )
+    .values(sync_lease_owner=bindparam("owner"), sync_lease_expires_at=bindparam("until"))
+)
+_LEASED = (
+    select(ChannelConnection)
+    .where(ChannelConnection.id == bindparam("connection_id"))
+    .execution_options(populate_existing=True)
+)
 _LISTINGS = table_of(Listing)
+_DIRTY = [Listing.connection_id == bindparam("connection_id"), Listing.desired_version > Listing.pushed_version]
+_DIRTY_PRODUCTS = (
+    select(Listing.product_id)
+    .where(*_DIRTY, Listing.product_id.not_in(bindparam("exclude", expanding=True)))
+    .group_by(Listing.product_id)
+    .order_by(func.min(Listing.updated_at), Listing.product_id)
+    .limit(bindparam("limit"))
+)
+_ANY_DIRTY = select(Listing.id).where(*_DIRTY).limit(1)
 _RECORD = (
     update(_LISTINGS)
     .where(_LISTINGS.c.id == bindparam("listing_id"), _LISTINGS.c.pushed_version < bindparam("read_version"))
@@ -67,20 +93,11 @@ class SyncRepository:
         self, connection_id: uuid.UUID, owner: str, now: datetime, until: datetime
     ) -> ChannelConnection | None:
         """Take the shop's lease if it is free, lapsed, or already ours; the connection, or None if busy."""
-        free = or_(
-            ChannelConnection.sync_lease_owner.is_(None),
-            ChannelConnection.sync_lease_expires_at < now,
-            ChannelConnection.sync_lease_owner == owner,
-        )
-        taken = await self._changed(
-            update(ChannelConnection)
-            .where(ChannelConnection.id == connection_id, free)
-            .values(sync_lease_owner=owner, sync_lease_expires_at=until)
-            .execution_options(synchronize_session=False)
-        )
-        if not taken:
+        parameters = {"connection_id": connection_id, "owner": owner, "now": now, "until": until}
+        if not await self._changed(_ACQUIRE, parameters):
             return None
-        return await self.session.get(ChannelConnection, connection_id, populate_existing=True)
+        result = await self.session.execute(_LEASED, {"connection_id": connection_id})
+        return result.scalar_one_or_none()
 
     async def renew_lease(
         self, connection_id: uuid.UUID, owner: str, now: datetime, until: datetime, rate_next_at: datetime | None
@@ -129,24 +146,11 @@ class SyncRepository:
     ) -> list[uuid.UUID]:
         """Products with a listing on this shop that needs pushing, those waiting longest first; ``exclude``: those
         already planned in this run, whose entries wait for a fuller batch."""
-        dirty = [Listing.connection_id == connection_id, Listing.desired_version > Listing.pushed_version]
-        if exclude:
-            dirty.append(Listing.product_id.not_in(list(exclude)))
-        result = await self.session.execute(
-            select(Listing.product_id)
-            .where(*dirty)
-            .group_by(Listing.product_id)
-            .order_by(func.min(Listing.updated_at), Listing.product_id)
-            .limit(limit)
-        )
-        return list(result.scalars())
+        parameters = {"connection_id": connection_id, "exclude": list(exclude), "limit": limit}
+        return list((await self.session.execute(_DIRTY_PRODUCTS, parameters)).scalars())
 
     async def has_dirty(self, connection_id: uuid.UUID) -> bool:
-        result = await self.session.execute(
-            select(Listing.id)
-            .where(Listing.connection_id == connection_id, Listing.desired_version > Listing.pushed_version)
-            .limit(1)
-        )
+        result = await self.session.execute(_ANY_DIRTY, {"connection_id": connection_id})
         return result.first() is not None
 
     async def reopen_reviews(self, connection_id: uuid.UUID, *, looked_before: datetime) -> int:

@@ -30,6 +30,22 @@ _CLAIMED_BY_US = and_(
 )
 
 
+# Every worker's poll: due jobs of its kinds (or jobs whose worker's lease ran out), oldest due first.
+_CLAIMABLE = (
+    select(Job)
+    .where(
+        Job.kind.in_(bindparam("kinds", expanding=True)),
+        or_(
+            and_(Job.status == JobStatus.queued, Job.run_at <= bindparam("now")),
+            and_(Job.status == JobStatus.running, Job.lease_expires_at < bindparam("now")),
+        ),
+    )
+    .order_by(Job.run_at)
+    .limit(bindparam("limit"))
+    .with_for_update(skip_locked=True)
+)
+
+
 def _fenced(**values: Any) -> Update:
     return update(_JOBS).where(_CLAIMED_BY_US).values(**values)
 
@@ -85,17 +101,7 @@ class JobRepository:
         claimers take turns."""
         if not kinds or limit < 1:
             return []
-        claimable = or_(
-            and_(Job.status == JobStatus.queued, Job.run_at <= now),
-            and_(Job.status == JobStatus.running, Job.lease_expires_at < now),
-        )
-        result = await self.session.execute(
-            select(Job)
-            .where(Job.kind.in_(kinds), claimable)
-            .order_by(Job.run_at)
-            .limit(limit)
-            .with_for_update(skip_locked=True)
-        )
+        result = await self.session.execute(_CLAIMABLE, {"kinds": list(kinds), "now": now, "limit": limit})
         claimed: list[ClaimedJob] = []
         for job in result.scalars():
             if job.status is JobStatus.running and job.attempts >= job.max_attempts:
