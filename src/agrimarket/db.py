@@ -21,7 +21,6 @@ from __future__ import annotations
 import asyncio
 import heapq
 import itertools
-import json
 from collections import deque
 from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from contextlib import asynccontextmanager, contextmanager
@@ -41,6 +40,7 @@ from sqlalchemy.util import await_only
 from sqlalchemy.util.queue import Empty, Full, QueueCommon
 
 from agrimarket.config import Settings
+from agrimarket.kit import jsontext
 from agrimarket.kit.inline_sqlite import inline_connector
 from agrimarket.models.base import Base
 
@@ -144,8 +144,9 @@ def _install_sqlite_hooks(sync_engine: Engine, busy_timeout_ms: int, begin: str 
 
 def json_dumps(value: Any) -> str:
     """JSON columns' serializer: anything JSON has no type for (a datetime, a UUID in a marketplace's raw order) is
-    kept as its text, as the stdlib's ``default=str`` does, so callers need not copy a value through JSON first."""
-    return json.dumps(value, default=str)
+    kept as its text, as the stdlib's ``default=str`` does, so callers need not copy a value through JSON first
+    (:mod:`agrimarket.kit.jsontext`, by orjson)."""
+    return jsontext.dumps(value)
 
 
 def create_engine(settings: Settings, *, url: str | None = None) -> AsyncEngine:
@@ -156,7 +157,9 @@ def create_engine(settings: Settings, *, url: str | None = None) -> AsyncEngine:
             Path(path).parent.mkdir(parents=True, exist_ok=True)
         busy_ms = settings.sqlite_busy_timeout_ms
         if ":memory:" in url:  # each connection its own database: nothing to share or queue for
-            engine = create_async_engine(url, poolclass=NullPool, json_serializer=json_dumps)
+            engine = create_async_engine(
+                url, poolclass=NullPool, json_serializer=json_dumps, json_deserializer=jsontext.loads
+            )
             _install_sqlite_hooks(engine.sync_engine, busy_ms)
             return engine
         # The writers' one connection, its statements run on the loop's thread (agrimarket.kit.inline_sqlite); a
@@ -164,6 +167,7 @@ def create_engine(settings: Settings, *, url: str | None = None) -> AsyncEngine:
         engine = create_async_engine(
             url,
             json_serializer=json_dumps,
+            json_deserializer=jsontext.loads,
             async_creator=inline_connector(path, busy_ms),
             poolclass=_WriterPool,
             pool_size=1,
@@ -171,7 +175,13 @@ def create_engine(settings: Settings, *, url: str | None = None) -> AsyncEngine:
             pool_timeout=busy_ms / 1000,
         )
         _install_sqlite_hooks(engine.sync_engine, 0)  # waits for other processes' locks are the connector's
-        readers = create_async_engine(url, pool_size=settings.db_pool_size, max_overflow=10, json_serializer=json_dumps)
+        readers = create_async_engine(
+            url,
+            pool_size=settings.db_pool_size,
+            max_overflow=10,
+            json_serializer=json_dumps,
+            json_deserializer=jsontext.loads,
+        )
         _install_sqlite_hooks(readers.sync_engine, busy_ms, begin="DEFERRED")
         _READERS[engine.sync_engine] = readers
 
@@ -182,7 +192,12 @@ def create_engine(settings: Settings, *, url: str | None = None) -> AsyncEngine:
 
         return engine
     return create_async_engine(
-        url, pool_size=settings.db_pool_size, max_overflow=10, pool_pre_ping=True, json_serializer=json_dumps
+        url,
+        pool_size=settings.db_pool_size,
+        max_overflow=10,
+        pool_pre_ping=True,
+        json_serializer=json_dumps,
+        json_deserializer=jsontext.loads,
     )
 
 

@@ -12,6 +12,7 @@ from typing import Any
 from agrimarket.channels.base import EventKind, WebhookEvent
 from agrimarket.channels.errors import InvalidSignature, MalformedEvent
 from agrimarket.channels.lazada.signing import push_signature
+from agrimarket.kit import jsontext
 
 HEADER = "Authorization"
 TRADE_ORDER = 0
@@ -61,7 +62,7 @@ def parse(
     is left out, in case a redelivery stamps it anew)."""
     verify(headers, body, app_key=app_key, app_secret=app_secret)
     try:
-        payload = json.loads(body)
+        payload = jsontext.loads(body)
         message_type = int(payload["message_type"])
         data = payload.get("data") or {}
         if not isinstance(data, dict):

@@ -15,6 +15,7 @@ from typing import Any
 
 from agrimarket.channels.base import EventKind, WebhookEvent
 from agrimarket.channels.errors import InvalidSignature, MalformedEvent
+from agrimarket.kit import jsontext
 from agrimarket.kit.text import nfc
 
 SIGNATURE_HEADER = "Authorization"
@@ -74,7 +75,7 @@ def read(body: bytes, shop_id: int | None) -> WebhookEvent:
     """Read a push already trusted (verified, or listed by ``get_lost_push_message``). Its id is the same either
     way, so a push that arrives late after its lost copy was stored is a duplicate in the inbox."""
     try:
-        payload = json.loads(body)
+        payload = jsontext.loads(body)
         code = int(payload["code"])
         raw_data = payload.get("data") or {}
         data = json.loads(raw_data) if isinstance(raw_data, str) else raw_data

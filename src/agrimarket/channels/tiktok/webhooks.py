@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import json
 from collections.abc import Mapping
 from datetime import UTC, datetime
 
 from agrimarket.channels.base import EventKind, WebhookEvent
 from agrimarket.channels.errors import InvalidSignature, MalformedEvent
 from agrimarket.channels.tiktok.signing import webhook_signature
+from agrimarket.kit import jsontext
 from agrimarket.kit.text import nfc
 
 HEADER = "Authorization"
@@ -55,7 +55,7 @@ def parse(
 def read(body: bytes, shop_id: str | None) -> WebhookEvent:
     """A verified push as an event; an order push names its order, to be re-fetched before anything changes."""
     try:
-        payload = json.loads(body)
+        payload = jsontext.loads(body)
         push_type = int(payload["type"])
         data = payload.get("data") or {}
         if not isinstance(data, dict):
