@@ -45,7 +45,9 @@ afterwards), with one API process (no worker in it) and two ``agrimarket worker`
    enqueue alone (``insert_only_acked_per_s``). Target ≥ 500 events/s on SQLite. The marketplace calls the server made
    during the phase are counted per operation from the sandboxes' call logs (``marketplace_calls_by_op``), and per
    shop the longest stretch without a stock update from us while the events were handled
-   (``longest_without_stock_update_s``): the stock must be kept in step during a burst, not only after it.
+   (``longest_without_stock_update_s``): the stock must be kept in step during a burst, not only after it. From the
+   server's ``/metrics``, how many pushes shared each intake transaction (``pushes_per_transaction``), in this phase
+   and in the baseline.
 4. **Backlog** (the other half of the split): the events the baseline stored, left unhandled, are drained when the
    worker comes back (SQLite: the server restarted with its worker; PostgreSQL: the workers started again), with no
    pushes arriving: fetch, ingest and sync alone (``backlog_events_per_s``, from the worker's start to the last event
