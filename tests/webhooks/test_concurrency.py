@@ -138,12 +138,19 @@ async def _until(condition: Callable[[], bool]) -> None:
     raise AssertionError("never came to pass")
 
 
-def _lazada_bodies(shop: Shop) -> Callable[[int], bytes]:
+async def _lingering(
+    engine: AsyncEngine, app: FastAPI, linger_seconds: float
+) -> tuple[Shop, Callable[[int], bytes], PushIntake]:
+    """A Lazada shop, its pushes' bodies by number, and the app's intake made anew with this linger."""
+    shop = await _shop(engine, app, "lazada")
+
     def body(i: int) -> bytes:
         data = {"trade_order_id": f"{6_000 + i}", "order_status": "pending", "status_update_time": i}
         return json.dumps({"seller_id": shop.shop_id, "message_type": 0, "data": data}).encode()
 
-    return body
+    settings = app.state.settings
+    app.state.push_intake = PushIntake(settings, runtime(settings).http, linger_seconds=linger_seconds)
+    return shop, body, app.state.push_intake
 
 
 async def test_a_leader_waits_for_a_push_still_being_read_and_takes_it_in_its_transaction(
@@ -152,10 +159,7 @@ async def test_a_leader_waits_for_a_push_still_being_read_and_takes_it_in_its_tr
     """Group commit with a linger: the first push holds the write connection and waits while another push's body
     is being read; once that one is queued, both go in one transaction, long before the linger's limit."""
     db = make_sessionmaker(engine)
-    shop = await _shop(engine, committing_app, "lazada")
-    body = _lazada_bodies(shop)
-    settings = committing_app.state.settings
-    intake = committing_app.state.push_intake = PushIntake(settings, runtime(settings).http, linger_seconds=30)
+    shop, body, intake = await _lingering(engine, committing_app, linger_seconds=30)
     loop = asyncio.get_running_loop()
     started = loop.time()
 
@@ -179,10 +183,7 @@ async def test_a_leader_lingers_no_longer_than_its_limit_for_a_push_that_never_c
     engine: AsyncEngine, committing_app: FastAPI, committing_client: httpx.AsyncClient
 ) -> None:
     db = make_sessionmaker(engine)
-    shop = await _shop(engine, committing_app, "lazada")
-    body = _lazada_bodies(shop)
-    settings = committing_app.state.settings
-    intake = committing_app.state.push_intake = PushIntake(settings, runtime(settings).http, linger_seconds=0.2)
+    shop, body, intake = await _lingering(engine, committing_app, linger_seconds=0.2)
     loop = asyncio.get_running_loop()
 
     with intake.expecting():  # announced, never submitted
@@ -199,10 +200,7 @@ async def test_a_leader_lingers_no_longer_than_its_limit_for_a_push_that_never_c
 async def test_a_push_alone_is_kept_without_lingering(
     engine: AsyncEngine, committing_app: FastAPI, committing_client: httpx.AsyncClient
 ) -> None:
-    shop = await _shop(engine, committing_app, "lazada")
-    body = _lazada_bodies(shop)
-    settings = committing_app.state.settings
-    intake = committing_app.state.push_intake = PushIntake(settings, runtime(settings).http, linger_seconds=30)
+    shop, body, intake = await _lingering(engine, committing_app, linger_seconds=30)
     loop = asyncio.get_running_loop()
 
     started = loop.time()
