@@ -6,8 +6,10 @@ pushes waiting at one moment are taken together: the first to find the intake fr
 transaction, and once the write connection is its (on SQLite it may wait for a drain's transaction to end) takes
 every push waiting by then (up to ``max_batch``), reads their shops, verifies each push with its shop's adapter,
 keeps the good ones (one insert, a drain queued once per shop) and commits; then every push of the batch gets its
-answer. Pushes arriving meanwhile wait for the next batch, which the next of them leads. A push alone is
-a batch of one: no timer, no waiting for company.
+answer. Pushes arriving meanwhile wait for the next batch, which the next of them leads. While other pushes' bodies
+are still being read (:meth:`PushIntake.expecting`), the leader waits for them, ``LINGER_SECONDS`` at most, so they
+share its commit (PostgreSQL's ``commit_delay``, taken only with ``commit_siblings`` active, makes the same trade); a
+push alone is a batch of one, taken at once: no timer, no waiting for company.
 
 Its transaction goes ahead of the worker's in the queue for SQLite's one writer connection
 (:func:`agrimarket.db.urgent_writes`). Nothing is acknowledged before its commit: a push is answered 200 only once
